@@ -1,0 +1,152 @@
+"""The `kinema` command. Each subcommand parses flags and calls a library function; no logic here.
+
+Errors a user can fix print one line, `error: ...`, on stderr and exit with code 2
+(`--debug` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .errors import KinemaError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback when something goes wrong")
+
+
+def _clip_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clips")
+    g.add_argument("--split", default="train", choices=["train", "heldout", "compositions"],
+                   help="which split: train, heldout (own seed range) or compositions "
+                        "(colour/shape pairs never seen in training) (default: train)")
+    g.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives the same clips (default: 0)")
+    g.add_argument("--start", type=int, default=0, help="index of the first clip (default: 0)")
+    g.add_argument("--frames", type=int, default=17, help="frames per clip, 4k+1 (default: 17)")
+    g.add_argument("--height", type=int, default=64, help="clip height in pixels (default: 64)")
+    g.add_argument("--width", type=int, default=64, help="clip width in pixels (default: 64)")
+    g.add_argument("--fps", type=float, default=8.0, help="frames per second (default: 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="kinema", description="kinema: video generation models that train and run on a CPU.")
+    parser.add_argument("--version", action="version", version=f"kinema {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("info", help="version, torch, device, threads, bf16 support, default model",
+                       description="Print what kinema sees of this machine.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    _common(p)
+    p.set_defaults(func=cmd_info)
+
+    ds = sub.add_parser("dataset", help="the built-in procedural dataset: preview or export clips",
+                        description="The built-in procedural dataset of captioned clips.")
+    _common(ds)
+    dsub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser, required=True)
+    p = dsub.add_parser("preview", help="a labelled grid of sample clips with their captions",
+                        description="Write a labelled grid of sample clips: a contact sheet if OUT ends in "
+                                    ".png, else a tiled, captioned video (.mp4, .gif, .webm, ...).")
+    p.add_argument("--out", required=True, help="output path: grid.png or clips.mp4")
+    p.add_argument("--num", type=int, default=8, help="number of clips to show, 1-64 (default: 8)")
+    _clip_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_dataset_preview)
+    p = dsub.add_parser("export", help="write N clips as video files plus metadata.jsonl",
+                        description="Write N clips as video files plus metadata.jsonl (one JSON object per "
+                                    "line: file, caption and every ground-truth attribute).")
+    p.add_argument("--num", type=int, required=True, help="number of clips to write")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--format", default="mp4", choices=["mp4", "mov", "mkv", "webm", "gif"],
+                   help="video file format (default: mp4)")
+    _clip_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_dataset_export)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+
+def _emit(args, result: dict, lines: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    else:
+        print("\n".join(lines))
+
+
+def _clips(args):
+    from .data.synthetic import SyntheticClips
+    from .video import check_frames
+    return SyntheticClips(args.split, args.seed, check_frames(args.frames), args.height, args.width, args.fps)
+
+
+def cmd_info(args) -> None:
+    import platform
+
+    import torch
+
+    from .runtime import describe
+    info = {"kinema": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            **describe(), "default_model": None}
+    lines = [f"{k:15s} {v}" for k, v in info.items()]
+    lines[-1] = f"{'default_model':15s} none shipped yet (train one with `kinema train`)"
+    _emit(args, info, lines)
+
+
+def cmd_dataset_preview(args) -> None:
+    from .data.export import preview
+    t0 = time.perf_counter()
+    out = preview(_clips(args), args.out, num=args.num, start=args.start)
+    _emit(args, {"out": str(out), "clips": args.num, "split": args.split, "seed": args.seed,
+                 "frames": args.frames, "height": args.height, "width": args.width, "fps": args.fps,
+                 "seconds": round(time.perf_counter() - t0, 3)}, [f"wrote {out}"])
+
+
+def cmd_dataset_export(args) -> None:
+    from .data.export import export
+    t0 = time.perf_counter()
+    result = export(_clips(args), args.out, num=args.num, start=args.start, fmt=args.format,
+                    progress=not args.json)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    _emit(args, result, [f"wrote {result['clips']} clips and {result['metadata']}"])
+
+
+# ------------------------------------------------------------------ entry point
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        args.func(args)
+    except KinemaError as e:
+        if getattr(args, "debug", False):
+            raise
+        sys.stderr.write(f"error: {e}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

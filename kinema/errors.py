@@ -1,0 +1,26 @@
+"""The exceptions kinema users see.
+
+Everything kinema raises on purpose is a `KinemaError`; the CLI turns one into a single
+`error: ...` line on stderr and exit code 2. Anything else is a bug and shows a traceback.
+"""
+
+
+class KinemaError(Exception):
+    """Base class: a problem with the user's input or environment, explained in the message."""
+
+
+class InputError(KinemaError, ValueError):
+    """An argument is out of range or malformed (sizes, frame counts, fit modes, ...)."""
+
+
+class VideoReadError(KinemaError):
+    """A video or image could not be read: missing, corrupt, unsupported, empty or too large."""
+
+
+class WriteError(KinemaError):
+    """An output could not be written (missing folder, no permission, disk full, ...).
+    Outputs are written atomically, so no partial file is left behind."""
+
+
+class DatasetError(KinemaError):
+    """A dataset is empty, malformed or asked for something it cannot give."""
