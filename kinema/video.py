@@ -227,7 +227,8 @@ def _read_container(p: Path, max_frames: int, max_pixels: int) -> Video:
         raise VideoReadError(f"{p}: cannot open ({e.strerror})") from e
     with fh:
         try:
-            container = av.open(fh, mode="r", metadata_errors="ignore")
+            # FFmpeg reads our file object; nested opens (playlist segments) match no protocol.
+            container = av.open(fh, mode="r", metadata_errors="ignore", options={"protocol_whitelist": "none"})
         except (av.FFmpegError, ValueError, UnicodeDecodeError) as e:
             raise VideoReadError(f"{p}: not a video kinema can read (corrupt or unknown format: {e})") from e
         with container:
@@ -236,7 +237,7 @@ def _read_container(p: Path, max_frames: int, max_pixels: int) -> Video:
                 raise VideoReadError(f"{p}: container format '{fmt}' is refused (playlists and "
                                      f"network formats are not read)")
             if not container.streams.video:
-                raise VideoReadError(f"{p}: holds no video stream")
+                raise VideoReadError(f"{p}: holds no video stream (zero frames)")
             stream = container.streams.video[0]
             h, w = stream.codec_context.height, stream.codec_context.width
             if h * w > MAX_FRAME_PIXELS:

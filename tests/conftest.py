@@ -1,0 +1,15 @@
+import numpy as np
+import pytest
+
+from kinema.data.synthetic import SyntheticClips
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """A 17-frame 64x64 procedural clip (moving objects, sharp coloured edges)."""
+    return SyntheticClips("train", seed=0)[3]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
