@@ -38,6 +38,9 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)  # mkstemp/mkdtemp make 0600/0700
         if folder and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         os.replace(tmp, path)
