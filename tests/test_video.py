@@ -233,3 +233,17 @@ def test_folder_fps_is_remembered(tmp_path, clip):
     Video(clip.frames, fps=12).save(tmp_path / "f")
     assert json.loads((tmp_path / "f" / "video.json").read_text())["fps"] == 12
     assert Video.read(tmp_path / "f").fps == 12
+
+
+def test_reads_avi_written_by_another_tool(tmp_path, clip):
+    p = tmp_path / "other.avi"
+    with av.open(str(p), "w") as c:  # MPEG-4 Part 2 in AVI, as older cameras and tools write it
+        s = c.add_stream("mpeg4", rate=8)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        s.options = {"qscale": "2"}
+        for f in clip.frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode(None))
+    back = Video.read(p)
+    assert (back.num_frames, back.height, back.width) == (17, 64, 64) and back.fps == pytest.approx(8)
+    assert psnr(clip.frames, back.frames) >= 20  # the old codec is lossier; this checks it decodes right
