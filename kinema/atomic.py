@@ -17,11 +17,12 @@ from .errors import WriteError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it to `path`, else delete it.
 
     With `folder=True` the temporary path is a fresh directory, renamed over `path` at the end
-    (which must then be absent or an empty directory).
+    (which must then be absent or an empty directory, unless `replace=True`: then an existing
+    folder is moved aside, the new one renamed in, and the old one deleted).
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -41,9 +42,13 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)  # mkstemp/mkdtemp make 0600/0700
-        if folder and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        old = None
+        if folder and path.is_dir() and (replace or not any(path.iterdir())):
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / path.name)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):

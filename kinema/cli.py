@@ -56,6 +56,40 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("generate", help="generate a video from a text prompt",
+                       description="Generate a video from a text prompt. An empty prompt \"\" generates "
+                                   "unconditionally. The same seed gives the same video.")
+    p.add_argument("prompt", help="what the video shows, e.g. \"a red circle moves left\"")
+    p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
+    p.add_argument("--frames", type=int, help="number of frames, 4k+1 (default: the model's, 17)")
+    p.add_argument("--height", type=int, help="height in pixels, a multiple of 8 x patch (default: the model's)")
+    p.add_argument("--width", type=int, help="width in pixels, a multiple of 8 x patch (default: the model's)")
+    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's, 8)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
+    p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
+    p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was done")
+    _common(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="train a component on the procedural dataset",
+                       description="Train a component from a named preset. The run folder gets model/ (the "
+                                   "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
+    p.add_argument("component", choices=["autoencoder", "transformer"], help="what to train")
+    p.add_argument("--preset", required=True, help="recipe name: tiny (seconds, for tests) or shapes-64")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (default: the preset's)")
+    p.add_argument("--max-minutes", type=float, help="stop after this many minutes of this sitting")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing the run")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
     ds = sub.add_parser("dataset", help="the built-in procedural dataset: preview or export clips",
                         description="The built-in procedural dataset of captioned clips.")
     _common(ds)
@@ -107,6 +141,24 @@ def cmd_info(args) -> None:
     lines = [f"{k:15s} {v}" for k, v in info.items()]
     lines[-1] = f"{'default_model':15s} none shipped yet (train one with `kinema train`)"
     _emit(args, info, lines)
+
+
+def cmd_generate(args) -> None:
+    from .pipeline import generate_to_file
+    kwargs = {k: getattr(args, k) for k in ("frames", "height", "width", "fps", "steps", "guidance")}
+    result = generate_to_file(args.model, args.prompt, args.out, seed=args.seed, sampler=args.sampler,
+                              progress=not args.json, **kwargs)
+    _emit(args, result, [f"wrote {result['out']} ({result['frames']} frames, {result['height']}x{result['width']}, "
+                         f"{result['seconds']} s)"])
+
+
+def cmd_train(args) -> None:
+    from .config import preset
+    from .train import train
+    cfg = preset(args.component, args.preset).override(args.set)
+    result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                   resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
+    _emit(args, result, [f"trained {args.component} to step {result['step']}; model in {result['model']}"])
 
 
 def cmd_dataset_preview(args) -> None:

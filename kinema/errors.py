@@ -24,3 +24,11 @@ class WriteError(KinemaError):
 
 class DatasetError(KinemaError):
     """A dataset is empty, malformed or asked for something it cannot give."""
+
+
+class CheckpointError(KinemaError):
+    """A model or training checkpoint folder is missing, corrupt, or from an incompatible version."""
+
+
+class TrainingError(KinemaError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""

@@ -95,3 +95,41 @@ def video_grid(videos: list[Video], captions: list[str], cols: int = 4, scale: i
     grid = np.concatenate(rows, axis=1)
     H, W = grid.shape[1] + GAP, grid.shape[2] + GAP
     return Video(_pad_to(grid, H + H % 2, W + W % 2, top=GAP, left=GAP), videos[0].fps)
+
+
+def line_plot(x: list[float], series: dict[str, list[float]], path, title: str = "", log_y: bool = False,
+              size: tuple[int, int] = (640, 360)) -> None:
+    """A small line chart (PNG) of one or more series against x, e.g. a loss curve."""
+    import math
+
+    from .atomic import atomic_path
+    W, H = size
+    left, right, top, bottom = 64, 16, 28, 36
+    colors = [(90, 170, 255), (255, 140, 80), (120, 220, 120), (230, 100, 200)]
+    f = (lambda v: math.log10(max(v, 1e-12))) if log_y else (lambda v: v)
+    ys = [f(v) for vals in series.values() for v in vals if math.isfinite(v)]
+    if not x or not ys:
+        return
+    x0, x1 = min(x), max(x) if max(x) > min(x) else min(x) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    sx = lambda v: left + (v - x0) / (x1 - x0) * (W - left - right)  # noqa: E731
+    sy = lambda v: top + (1 - (f(v) - y0) / (y1 - y0)) * (H - top - bottom)  # noqa: E731
+    img = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    font = _font(11)
+    draw.rectangle([left, top, W - right, H - bottom], outline=(80, 80, 90))
+    for i in range(5):  # y ticks
+        yv = y0 + (y1 - y0) * i / 4
+        y = top + (1 - i / 4) * (H - top - bottom)
+        draw.text((4, y - 6), f"{10 ** yv:.3g}" if log_y else f"{yv:.3g}", fill=TEXT, font=font)
+    for i in range(5):  # x ticks
+        xv = x0 + (x1 - x0) * i / 4
+        draw.text((sx(xv) - 10, H - bottom + 6), f"{xv:.0f}", fill=TEXT, font=font)
+    for (name, vals), color in zip(series.items(), colors):
+        pts = [(sx(a), sy(b)) for a, b in zip(x, vals) if math.isfinite(b)]
+        if len(pts) > 1:
+            draw.line(pts, fill=color, width=2)
+    legend = "   ".join(series)
+    draw.text((left, 8), f"{title}   {legend}" + ("   (log scale)" if log_y else ""), fill=TEXT, font=font)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

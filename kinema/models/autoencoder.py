@@ -1,0 +1,266 @@
+"""The causal video autoencoder: frame 0 alone, then 4 frames per latent frame, 8x8 spatial.
+
+Videos (B, 3, T, H, W) in [-1, 1] with T = 4k + 1 map to latents (B, C, 1 + (T-1)/4, H/8, W/8),
+so a still image (T = 1) and a video share one latent space.
+
+1. Causal convolutions: in time a (kt, 3, 3) kernel sees only the current and past frames
+   (frame 0 is replicated into the past). Normalisation is per frame. So every output frame
+   depends only on the frames up to it.
+2. Down in time by 2, twice: frame 0 stays alone, later frames are folded in pairs into the
+   channels and mixed by a 1x1 convolution (space-to-depth in time); up in time is the inverse.
+   Down and up in space by 2, three times: strided / nearest-neighbour convolutions per frame.
+3. A KL-regularised latent (mean and log-variance), normalised by per-channel statistics.
+4. Chunked encode and decode: the time axis is processed a chunk at a time, every causal
+   convolution carrying its last kt - 1 input frames to the next chunk (the feature cache), so
+   memory stays flat and the result equals processing the whole video at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..errors import InputError
+from ..video import check_frames
+
+
+@dataclass
+class AutoencoderConfig:
+    latent_channels: int = 8
+    base_channels: int = 32
+    channel_mult: tuple = (1, 2, 4, 4)  # widths at full, 1/2, 1/4 and 1/8 resolution
+    temporal_kernel: tuple = (1, 3, 3, 3)  # causal kernel length in time at each resolution
+    kl_weight: float = 1e-6
+
+    def __post_init__(self):
+        self.channel_mult, self.temporal_kernel = tuple(self.channel_mult), tuple(self.temporal_kernel)
+        if len(self.channel_mult) != 4 or len(self.temporal_kernel) != 4:
+            raise InputError("channel_mult and temporal_kernel need 4 entries (full, 1/2, 1/4, 1/8 resolution)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AutoencoderConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown autoencoder config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# ------------------------------------------------------------------ causal building blocks
+
+def per_frame(fn, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2D op to every frame: (B, C, T, H, W) -> fold T into the batch -> back."""
+    B = x.shape[0]
+    y = fn(rearrange(x, "b c t h w -> (b t) c h w"))
+    return rearrange(y, "(b t) c h w -> b c t h w", b=B)
+
+
+class CausalConv3d(nn.Module):
+    """(kt, 3, 3) convolution that pads time only from the past (frame 0 replicated, or the
+    previous chunk's last kt - 1 frames from `cache`)."""
+
+    def __init__(self, cin: int, cout: int, kt: int = 3):
+        super().__init__()
+        self.kt = kt
+        self.conv = nn.Conv3d(cin, cout, (kt, 3, 3), padding=(0, 1, 1)) if kt > 1 else nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        if self.kt == 1:
+            return per_frame(self.conv, x)
+        past = cache.get(id(self)) if cache is not None else None
+        if past is None:
+            past = x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
+        x = torch.cat([past, x], dim=2)
+        if cache is not None:
+            cache[id(self)] = x[:, :, -(self.kt - 1):].detach()
+        return self.conv(x)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, kt: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(8, cin), cin), CausalConv3d(cin, cout, kt)
+        self.norm2, self.conv2 = nn.GroupNorm(min(8, cout), cout), CausalConv3d(cout, cout, kt)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, cache=None):
+        h = self.conv1(F.silu(per_frame(self.norm1, x)), cache)
+        h = self.conv2(F.silu(per_frame(self.norm2, h)), cache)
+        return self.skip(x) + h
+
+
+class TimeDown(nn.Module):
+    """Halve the frames after frame 0: pairs (1, 2), (3, 4), ... are folded into channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = nn.Conv3d(2 * channels, channels, 1)
+
+    def forward(self, x, cache=None):
+        first = cache is None or id(self) not in cache
+        if cache is not None:
+            cache[id(self)] = True
+        head, rest = (x[:, :, :1], x[:, :, 1:]) if first else (None, x)
+        if rest.shape[2] % 2:
+            raise InputError("chunk boundaries must fall on groups of 4 frames")
+        out = self.mix(rearrange(rest, "b c (t two) h w -> b (two c) t h w", two=2))
+        if head is not None:
+            out = torch.cat([self.mix(torch.cat([head, head], 1)), out], 2)
+        return out
+
+
+class TimeUp(nn.Module):
+    """Inverse of TimeDown: frame 0 stays one frame, every later frame becomes two."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.split = nn.Conv3d(channels, 2 * channels, 1)
+
+    def forward(self, x, cache=None):
+        first = cache is None or id(self) not in cache
+        if cache is not None:
+            cache[id(self)] = True
+        y = self.split(x)
+        if first:
+            head = y[:, : x.shape[1], :1]
+            rest = rearrange(y[:, :, 1:], "b (two c) t h w -> b c (t two) h w", two=2)
+            return torch.cat([head, rest], 2)
+        return rearrange(y, "b (two c) t h w -> b c (t two) h w", two=2)
+
+
+class SpaceDown(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+
+    def forward(self, x, cache=None):
+        return per_frame(self.conv, x)
+
+
+class SpaceUp(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x, cache=None):
+        return per_frame(lambda f: self.conv(F.interpolate(f, scale_factor=2.0, mode="nearest")), x)
+
+
+class Sequence(nn.ModuleList):
+    def forward(self, x, cache=None):
+        for layer in self:
+            x = layer(x, cache)
+        return x
+
+
+# ------------------------------------------------------------------ the autoencoder
+
+class VideoAutoencoder(nn.Module):
+    """Causal video VAE: `encode` (B, 3, T, H, W) -> (B, C, 1 + (T-1)/4, H/8, W/8), `decode` back."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = c = config
+        ch = [c.base_channels * m for m in c.channel_mult]
+        kt = c.temporal_kernel
+        self.encoder = Sequence([
+            CausalConv3d(3, ch[0], kt[0]), ResBlock(ch[0], ch[0], kt[0]), SpaceDown(ch[0], ch[1]),
+            ResBlock(ch[1], ch[1], kt[1]), SpaceDown(ch[1], ch[2]), TimeDown(ch[2]),
+            ResBlock(ch[2], ch[2], kt[2]), SpaceDown(ch[2], ch[3]), TimeDown(ch[3]),
+            ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3]),
+        ])
+        self.enc_out = nn.Sequential(nn.GroupNorm(min(8, ch[3]), ch[3]), nn.SiLU())
+        self.to_moments = CausalConv3d(ch[3], 2 * c.latent_channels, kt[3])
+        self.from_latent = CausalConv3d(c.latent_channels, ch[3], kt[3])
+        self.decoder = Sequence([
+            ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3]),
+            TimeUp(ch[3]), SpaceUp(ch[3], ch[2]), ResBlock(ch[2], ch[2], kt[2]),
+            TimeUp(ch[2]), SpaceUp(ch[2], ch[1]), ResBlock(ch[1], ch[1], kt[1]),
+            SpaceUp(ch[1], ch[0]), ResBlock(ch[0], ch[0], kt[0]),
+        ])
+        self.dec_out = nn.Sequential(nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU())
+        self.to_rgb = CausalConv3d(ch[0], 3, kt[0])
+        self.register_buffer("latent_mean", torch.zeros(c.latent_channels))
+        self.register_buffer("latent_std", torch.ones(c.latent_channels))
+
+    # -- shapes
+    @staticmethod
+    def check_video(x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise InputError(f"videos must be (B, 3, T, H, W), got {tuple(x.shape)}")
+        check_frames(x.shape[2])
+        for name, n in (("height", x.shape[3]), ("width", x.shape[4])):
+            if n % 8 or n == 0:
+                lo = n // 8 * 8
+                raise InputError(f"{name} {n} is not divisible by 8; nearest valid: "
+                                 f"{f'{lo} or ' if lo else ''}{lo + 8}")
+
+    # -- encode
+    def moments(self, x: torch.Tensor, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x, cache)
+        mean, logvar = self.to_moments(per_frame(self.enc_out, h), cache).chunk(2, 1)
+        return mean, logvar.clamp(-30, 20)
+
+    def encode(self, x: torch.Tensor, chunk_frames: int | None = None, normalize: bool = True) -> torch.Tensor:
+        """Latent means (normalised per channel unless normalize=False). `chunk_frames` (a multiple
+        of 4) bounds memory: frame 0 plus chunk_frames frames first, then chunk_frames at a time."""
+        self.check_video(x)
+        if chunk_frames is None or x.shape[2] <= 1 + chunk_frames:
+            z = self.moments(x)[0]
+        else:
+            if chunk_frames % 4:
+                raise InputError(f"chunk_frames must be a multiple of 4, got {chunk_frames}")
+            cache: dict = {}
+            starts = [0, *range(1 + chunk_frames, x.shape[2], chunk_frames)]
+            ends = starts[1:] + [x.shape[2]]
+            z = torch.cat([self.moments(x[:, :, a:b], cache)[0] for a, b in zip(starts, ends)], 2)
+        return self.normalize(z) if normalize else z
+
+    def normalize(self, z):
+        return (z - self.latent_mean.view(1, -1, 1, 1, 1)) / self.latent_std.view(1, -1, 1, 1, 1)
+
+    def denormalize(self, z):
+        return z * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+
+    @torch.no_grad()
+    def set_latent_stats(self, raw_latents: torch.Tensor) -> None:
+        """Per-channel mean and std of un-normalised latents (B, C, T, H, W)."""
+        self.latent_mean.copy_(raw_latents.mean((0, 2, 3, 4)))
+        self.latent_std.copy_(raw_latents.std((0, 2, 3, 4)).clamp(min=1e-4))
+
+    # -- decode
+    def _decode(self, z: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        h = self.decoder(self.from_latent(z, cache), cache)
+        return self.to_rgb(per_frame(self.dec_out, h), cache)
+
+    def decode(self, z: torch.Tensor, chunk_latent_frames: int | None = None) -> torch.Tensor:
+        """Videos (B, 3, 1 + 4 (T_lat - 1), 8 H_lat, 8 W_lat) from normalised latents."""
+        z = self.denormalize(z)
+        if chunk_latent_frames is None or z.shape[2] <= 1 + chunk_latent_frames:
+            return self._decode(z)
+        cache: dict = {}
+        starts = [0, *range(1 + chunk_latent_frames, z.shape[2], chunk_latent_frames)]
+        ends = starts[1:] + [z.shape[2]]
+        return torch.cat([self._decode(z[:, :, a:b], cache) for a, b in zip(starts, ends)], 2)
+
+    # -- training
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """L1 + MSE reconstruction of a posterior sample, plus kl_weight x KL to N(0, I)."""
+        mean, logvar = self.moments(x)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + (0.5 * logvar).exp() * noise
+        rec = self._decode(z)
+        l1, mse = (rec - x).abs().mean(), (rec - x).pow(2).mean()
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        total = l1 + mse + self.config.kl_weight * kl
+        return total, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """The training loss (so DDP sees a forward call): see `loss`."""
+        return self.loss(x, generator)

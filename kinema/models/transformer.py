@@ -1,0 +1,266 @@
+"""The video diffusion transformer: latents, per-frame timesteps and text in, velocity out.
+
+A DiT (Peebles & Xie, 2023) over video latents, in the spirit of LTX-Video, Wan and Open-Sora:
+
+1. patchify: latents (B, C, T, H, W) are cut into (1, p, p) patches, one token each, by a Linear;
+2. condition: every latent frame has its own timestep (condition frames carry t = 0). Its
+   sinusoidal embedding through an MLP, plus a pooled text vector, is that frame's conditioning
+   vector c (B, T, dim); tokens are kept grouped by frame, (B, T, S, dim), so c broadcasts to
+   its frame's S tokens without loops;
+3. blocks: adaLN-Zero self-attention over all tokens (3D RoPE on q and k, QK-norm), then
+   cross-attention to the text tokens (padding masked), then an adaLN-Zero GELU MLP;
+4. final layer: adaLN + a zero-initialised Linear back to patches, then unpatchify.
+
+Every residual branch and the output layer start at zero: a fresh block is the identity and a
+fresh model predicts velocity 0. Flow matching: x_t = (1 - t) x0 + t eps, target eps - x0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import InputError
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes of a VideoTransformer; latents are patchified (1, patch, patch)."""
+
+    latent_channels: int = 8
+    patch: int = 2
+    dim: int = 384
+    depth: int = 8
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    text_dim: int = 384
+    qk_norm: bool = True
+    freq_dim: int = 256  # sinusoidal timestep features
+    rope_theta: float = 10000.0
+    pool_text: bool = True  # add the masked mean of the text tokens to every frame's c
+
+    def __post_init__(self):
+        head_dim = self.dim // self.heads if self.heads > 0 else 0
+        if self.dim % max(self.heads, 1) or head_dim % 2 or head_dim < 6:
+            raise InputError(f"dim {self.dim} / heads {self.heads} must give an even head dim >= 6 (for 3D RoPE)")
+        if self.patch < 1 or self.depth < 1 or self.latent_channels < 1:
+            raise InputError("patch, depth and latent_channels must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown transformer config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# DiT-like widths (head dim 64); depths chosen so S ~ 25M, B ~ 110M, L ~ 420M parameters.
+MODELS = {
+    "tiny": TransformerConfig(dim=32, depth=2, heads=2, freq_dim=32),
+    "S": TransformerConfig(dim=384, depth=8, heads=6),
+    "B": TransformerConfig(dim=640, depth=12, heads=10),
+    "L": TransformerConfig(dim=1024, depth=18, heads=16),
+}
+
+
+# ------------------------------------------------------------------ embeddings
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of t in [0, 1] (scaled by 1000, as in DDPM/DiT): (...) -> (..., dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[..., None] * freqs
+    return torch.cat([args.cos(), args.sin()], -1)
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+    """How a head's dims are shared among the (t, h, w) axes: h and w get equal even parts, t the rest."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+def grid_positions(frames: int, height: int, width: int, device=None) -> torch.Tensor:
+    """Integer (t, h, w) coordinates of every token in patchify order: (frames * height * width, 3)."""
+    axes = [torch.arange(n, device=device, dtype=torch.float32) for n in (frames, height, width)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def rope_angles(pos: torch.Tensor, head_dim: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, each (N, head_dim // 2), of the rotary angles for token positions pos (N, 3)."""
+    angles = []
+    for axis, size in enumerate(rope_split(head_dim)):
+        inv_freq = theta ** (-torch.arange(0, size, 2, device=pos.device, dtype=torch.float32) / size)
+        angles.append(pos[:, axis, None].float() * inv_freq)
+    a = torch.cat(angles, -1)
+    return a.cos(), a.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[i], x[i + d/2]) of x (..., N, d) by angle i; in float32, returned in x's dtype."""
+    x1, x2 = x.float().chunk(2, -1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).type_as(x)
+
+
+# ------------------------------------------------------------------ layers
+class Attention(nn.Module):
+    """Multi-head attention (SDPA) with per-head RMS QK-norm; self-attention when context is None."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads = heads
+        self.q, self.kv, self.out = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+        norm = (lambda: nn.RMSNorm(dim // heads, eps=1e-6)) if qk_norm else nn.Identity
+        self.q_norm, self.k_norm = norm(), norm()
+
+    def forward(self, x, context=None, rope=None, mask=None):
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
+        k, v = rearrange(self.kv(x if context is None else context), "b n (k h d) -> k b h n d", k=2, h=self.heads)
+        q, k = self.q_norm(q.float()), self.k_norm(k.float())  # norm and rotate in float32 (bf16 autocast)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v, attn_mask=mask)
+        return self.out(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class Block(nn.Module):
+    """adaLN-Zero DiT block: modulated self-attention (RoPE), cross-attention to text, modulated MLP."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads, cfg.qk_norm)
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.cross = Attention(d, cfg.heads, cfg.qk_norm)
+        self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # zero-initialised
+
+    def forward(self, x, c, rope, text, text_mask, text_gate):
+        """x (B, T, S, D) tokens grouped by frame; c (B, T, D) per-frame conditioning, broadcast over S."""
+        B, T, S, D = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(2).chunk(6, -1)
+        h = (self.norm1(x) * (1 + scale1) + shift1).reshape(B, T * S, D)
+        x = x + gate1 * self.attn(h, rope=rope).view(B, T, S, D)
+        h = self.norm2(x).reshape(B, T * S, D)
+        x = x + text_gate * self.cross(h, text, mask=text_mask).view(B, T, S, D)
+        return x + gate2 * self.mlp(self.norm3(x) * (1 + scale2) + shift2)
+
+
+# ------------------------------------------------------------------ the model
+class VideoTransformer(nn.Module):
+    """Predicts the flow-matching velocity for video latents; see the module docstring."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        patch_dim = c.patch * c.patch * c.latent_channels
+        self.patch_embed = nn.Linear(patch_dim, c.dim)
+        self.time_embed = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
+        self.text_embed = nn.Sequential(
+            nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), nn.Linear(c.dim, c.dim))
+        self.text_pool = nn.Linear(c.dim, c.dim) if c.pool_text else None
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.depth))
+        self.final_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim))
+        self.final = nn.Linear(c.dim, patch_dim)
+        self.gradient_checkpointing = False  # recompute blocks in backward to save activation memory
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        zero = [self.final_ada[-1], self.final] + [layer for b in self.blocks for layer in (b.ada[-1], b.cross.out)]
+        for layer in zero:  # adaLN-Zero: every residual branch and the output start at 0
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None):
+        """Velocity eps - x0, shaped like x (B, C, T, H, W), at per-frame timesteps t (B, T) in [0, 1],
+        given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real)."""
+        cfg, p = self.config, self.config.patch
+        B, T, H, W = self._check(x, t, text, text_mask)
+        real = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        mask = real if text_mask is None else text_mask.bool()
+
+        h = self.patch_embed(rearrange(x, "b c t (h p) (w q) -> b t (h w) (p q c)", p=p, q=p))  # (B, T, S, D)
+        c = self.time_embed(timestep_embedding(t, cfg.freq_dim).to(h.dtype))  # (B, T, D): one per frame
+        text = self.text_embed(text)
+        if self.text_pool is not None:  # masked mean of the real tokens (zero when there are none)
+            total = torch.where(mask[..., None], text, 0).sum(1)
+            c = c + self.text_pool(total / mask.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+        # A row with no real token would make SDPA return NaN: let it attend anywhere, then gate it to 0.
+        has_text = mask.any(1)
+        attn_mask = (mask | ~has_text[:, None])[:, None, None, :]
+        text_gate = has_text.to(h.dtype).view(B, 1, 1, 1)
+        rope = rope_angles(grid_positions(T, H // p, W // p, device=x.device), cfg.dim // cfg.heads, cfg.rope_theta)
+
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                h = checkpoint(block, h, c, rope, text, attn_mask, text_gate, use_reentrant=False)
+            else:
+                h = block(h, c, rope, text, attn_mask, text_gate)
+        shift, scale = self.final_ada(c).unsqueeze(2).chunk(2, -1)
+        out = self.final(self.final_norm(h) * (1 + scale) + shift)
+        return rearrange(out, "b t (h w) (p q c) -> b c t (h p) (w q)", h=H // p, p=p, q=p)
+
+    def _check(self, x, t, text, text_mask) -> tuple[int, int, int, int]:
+        cfg, p = self.config, self.config.patch
+        if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
+            raise InputError(f"latents must be (B, {cfg.latent_channels}, T, H, W), got {tuple(x.shape)}")
+        B, _, T, H, W = x.shape
+        for name, n in (("height", H), ("width", W)):
+            if n % p:
+                lo = n // p * p
+                nearest = f"{lo} or {lo + p}" if lo else f"{lo + p}"
+                raise InputError(f"latent {name} {n} is not divisible by the patch size {p}; "
+                                 f"nearest valid latent {name}s: {nearest}")
+        if tuple(t.shape) != (B, T):
+            raise InputError(f"t must be (B, T_lat) = ({B}, {T}), one timestep per latent frame; got {tuple(t.shape)}")
+        if text.ndim != 3 or text.shape[0] != B or text.shape[2] != cfg.text_dim:
+            raise InputError(f"text must be (B, L, {cfg.text_dim}) with B = {B}, got {tuple(text.shape)}")
+        if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise InputError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        return B, T, H, W
+
+
+# ------------------------------------------------------------------ zoo
+def _config(name_or_config, **overrides) -> TransformerConfig:
+    if isinstance(name_or_config, dict):
+        name_or_config = TransformerConfig.from_dict(name_or_config)
+    if isinstance(name_or_config, TransformerConfig):
+        config = name_or_config
+    elif name_or_config in MODELS:
+        config = MODELS[name_or_config]
+    else:
+        raise InputError(f"unknown transformer {name_or_config!r}; choose from {', '.join(MODELS)}")
+    unknown = set(overrides) - {f.name for f in fields(TransformerConfig)}
+    if unknown:
+        raise InputError(f"unknown transformer config keys: {', '.join(sorted(unknown))}")
+    return dataclasses.replace(config, **overrides)
+
+
+def create(name_or_config: str | TransformerConfig | dict = "S", **overrides) -> VideoTransformer:
+    """A freshly initialised VideoTransformer from a zoo name ("tiny", "S", "B", "L"), a config or
+    its dict, with field overrides: create("S", depth=4)."""
+    return VideoTransformer(_config(name_or_config, **overrides))
+
+
+def param_count(name_or_config: str | TransformerConfig | dict, **overrides) -> int:
+    """Number of parameters, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        return create(name_or_config, **overrides).num_params()

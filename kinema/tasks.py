@@ -1,0 +1,170 @@
+"""What each component trains on and how: the part of training that differs per component.
+
+A Task builds its model, reads batch `step` (deterministic: the step number is the data
+position), computes the loss, draws a sample grid, and names the components a checkpoint holds.
+The loop in train.py does everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path
+from .config import TrainConfig
+from .data.synthetic import SyntheticClips
+from .diffusion.flow import add_noise, drop_captions, flow_loss, sample_training_t
+from .errors import InputError
+from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
+from .models.text import load_text_encoder
+from .models.transformer import TransformerConfig, VideoTransformer
+from .pipeline import Pipeline, load_autoencoder
+from .video import Video
+from .viz import contact_sheet
+
+SAMPLE_PROMPTS = [
+    "a red circle moves left", "a blue square moves right", "a green triangle moves up",
+    "a yellow star moves down", "a magenta ring bounces", "a cyan square spins",
+    "a large red star grows", "a small blue circle stays still, the camera zooms in",
+]
+
+
+def _clip_batch(clips: SyntheticClips, step: int, rank: int, world: int, size: int):
+    first = (step * world + rank) * size
+    batch = [clips[first + j] for j in range(size)]
+    video = torch.stack([c.video.to_tensor() for c in batch])
+    return video, [c.caption for c in batch]
+
+
+class AutoencoderTask:
+    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, **_):
+        self.cfg, self.clips, self.device = cfg, clips, device
+        self.model = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
+        held = SyntheticClips("heldout", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
+        self.heldout = torch.stack([held[i].video.to_tensor() for i in range(4)])
+
+    def after_resume(self, out: Path) -> None:
+        pass
+
+    def batch(self, step: int, rank: int, world: int):
+        return _clip_batch(self.clips, step, rank, world, self.cfg.batch_size)[0].to(self.device)
+
+    def loss(self, model, x, gen):
+        loss, parts = model(x, gen)  # forward() is the loss, so DDP sees the call
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def sample(self, model, path: Path) -> None:
+        x = self.heldout.to(self.device)
+        rec = model.decode(model.encode(x)).clamp(-1, 1)
+        videos = [Video.from_tensor(v, self.cfg.fps) for pair in zip(x, rec) for v in pair]
+        caps = [s for i in range(len(x)) for s in (f"held-out clip {i}", f"reconstruction (PSNR {psnr_db(x[i], rec[i]):.1f} dB)")]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Video(contact_sheet(videos, caps)).save(path)
+
+    @torch.no_grad()
+    def components(self, model):
+        # per-channel latent statistics from a fixed batch, so latents enter the transformer ~N(0, 1)
+        x = torch.stack([self.clips[10_000_000 + i].video.to_tensor() for i in range(16)]).to(self.device)
+        model.set_latent_stats(model.encode(x, normalize=False))
+        return {"autoencoder": (model, model.config.to_dict())}
+
+    def index(self) -> dict:
+        return {"autoencoder": "autoencoder"}
+
+
+def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR of two videos in [-1, 1] (peak-to-peak 2)."""
+    mse = ((x.float() - y.float()) ** 2).mean().item()
+    return 99.0 if mse == 0 else 10 * np.log10(4.0 / mse)
+
+
+class TransformerTask:
+    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, autoencoder=None, **_):
+        if autoencoder is None:
+            raise InputError("training a transformer needs --autoencoder DIR (a folder from "
+                             "`kinema train autoencoder`)")
+        self.cfg, self.clips, self.device = cfg, clips, device
+        self.ae = load_autoencoder(autoencoder).to(device).eval().requires_grad_(False)
+        self.text = load_text_encoder("minilm").to(device)
+        model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
+        self.model = VideoTransformer(model_cfg)
+        self.cache = None
+
+    # -- data: clips -> latents, optionally precomputed once
+    def after_resume(self, out: Path) -> None:
+        if self.cfg.latent_cache > 0:
+            self.cache = self._latent_cache(out / "cache", self.cfg.latent_cache)
+
+    def _latent_cache(self, folder: Path, n: int):
+        key = {"n": n, "data_seed": self.cfg.data_seed, "frames": self.cfg.frames, "height": self.cfg.height,
+               "width": self.cfg.width, "fps": self.cfg.fps}
+        meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
+        if meta_path.is_file() and data_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
+            return load_file(str(data_path))["latents"], json.loads(meta_path.read_text())["captions"]
+        folder.mkdir(parents=True, exist_ok=True)
+        latents, captions = [], []
+        for start in tqdm(range(0, n, 32), desc="encoding latent cache", unit="batch"):
+            clips = [self.clips[i] for i in range(start, min(n, start + 32))]
+            x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
+            with torch.no_grad():
+                latents.append(self.ae.encode(x).half().cpu())
+            captions += [c.caption for c in clips]
+        latents = torch.cat(latents)
+        with atomic_path(data_path) as tmp:
+            save_file({"latents": latents}, str(tmp))
+        with atomic_path(meta_path) as tmp:
+            tmp.write_text(json.dumps({"key": key, "captions": captions}))
+        return latents, captions
+
+    def batch(self, step: int, rank: int, world: int):
+        size = self.cfg.batch_size
+        if self.cache is None:
+            video, captions = _clip_batch(self.clips, step, rank, world, size)
+            with torch.no_grad():
+                return self.ae.encode(video.to(self.device)), captions
+        latents, captions = self.cache
+        n = len(captions)
+        pos = (step * world + rank) * size + torch.arange(size)
+        idx = []
+        for p in pos.tolist():  # a fresh permutation of the cache each epoch
+            epoch, k = divmod(p, n)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch))
+            idx.append(int(perm[k]))
+        return latents[idx].float().to(self.device), [captions[i] for i in idx]
+
+    def loss(self, model, batch, gen):
+        x0, captions = batch
+        states, mask = self.text.encode(drop_captions(captions, self.cfg.caption_dropout, gen))
+        B, _, T, H, W = x0.shape
+        tokens = T * H * W // self.model.config.patch ** 2
+        t = sample_training_t(B, T, tokens, gen).to(x0.device)
+        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+        pred = model(add_noise(x0, noise, t), t, states, mask)
+        return flow_loss(pred, x0, noise), {}
+
+    @torch.no_grad()
+    def sample(self, model, path: Path) -> None:
+        cfg = self.cfg
+        pipe = Pipeline(self.ae, model, self.text, defaults=self.index()["defaults"])
+        videos = pipe.generate(SAMPLE_PROMPTS, frames=cfg.frames, height=cfg.height, width=cfg.width,
+                               steps=cfg.sample_steps, guidance=cfg.sample_guidance, seed=0, progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Video(contact_sheet(videos, SAMPLE_PROMPTS)).save(path)
+
+    def components(self, model):
+        return {"transformer": (model, model.config.to_dict()), "autoencoder": (self.ae, self.ae.config.to_dict())}
+
+    def index(self) -> dict:
+        c = self.cfg
+        return {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
+                                                       "fps": c.fps, "steps": c.sample_steps,
+                                                       "guidance": c.sample_guidance}}
+
+
+TASKS = {"autoencoder": AutoencoderTask, "transformer": TransformerTask}

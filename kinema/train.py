@@ -1,0 +1,196 @@
+"""One training loop for every component: on a CPU, one GPU, or many under torchrun.
+
+    kinema train autoencoder --preset shapes-64 --out runs/ae
+    kinema train transformer --preset shapes-64 --autoencoder runs/ae --out runs/t2v
+    torchrun --nproc-per-node 8 -m kinema train transformer ...   (DDP, detected from the environment)
+
+What differs between components lives in a small Task (model, batch, loss, samples, what to save);
+the loop owns the rest: AdamW with warmup + cosine, gradient clipping, EMA, bf16 autocast where
+the hardware has it, a JSONL log, a loss-curve PNG, sample grids, and atomic checkpoints that
+resume exactly: model, EMA, optimiser, schedule, RNG and data position (batch b reads clips
+(b * world + rank) * batch_size + j, so the step number is the data position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoint import load_state, read_index, save_model, save_state
+from .config import TrainConfig
+from .data.synthetic import SyntheticClips
+from .diffusion.flow import EMA
+from .errors import CheckpointError, InputError, TrainingError
+from .runtime import bf16_fast
+from .tasks import TASKS
+from .viz import line_plot
+
+
+# ------------------------------------------------------------------ processes and devices
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; otherwise one process."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    if bf16_fast(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ------------------------------------------------------------------ training state <-> tensors
+
+def _pack(model, ema: EMA, opt, gen: torch.Generator, step: int, elapsed: float, cfg: TrainConfig):
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}  # copies: EMA is swapped in next
+    tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
+    opt_state = opt.state_dict()
+    for idx, st in opt_state["state"].items():
+        tensors.update({f"opt.{idx}.{k}": torch.as_tensor(v) for k, v in st.items()})
+    tensors["rng.torch"] = gen.get_state()
+    meta = {"step": step, "elapsed_s": elapsed, "config": cfg.to_dict(), "kinema_version": __version__,
+            "ema_updates": ema.num_updates, "param_groups": opt_state["param_groups"]}
+    return tensors, meta
+
+
+def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({"decay": ema.decay, "warmup": ema.warmup, "num_updates": meta["ema_updates"],
+                         "shadow": {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    gen.set_state(tensors["rng.torch"])
+    return int(meta["step"]), float(meta["elapsed_s"])
+
+
+# ------------------------------------------------------------------ the loop
+
+def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int | None = None,
+          max_minutes: float | None = None, resume: bool = False, autoencoder: str | Path | None = None,
+          progress: bool = True) -> dict:
+    """Train `component` with `cfg` into the run folder `out`: out/model (the checkpoint, a model
+    folder that `kinema.load` reads), out/log.jsonl, out/loss.png, out/samples/. Returns a summary.
+    Stops at `max_steps` (default cfg.max_steps) or after `max_minutes`, checkpointing either way."""
+    out = Path(out)
+    rank, world, device = setup_distributed()
+    main = rank == 0
+    torch.manual_seed(cfg.seed)
+    clips = SyntheticClips("train", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
+    task = TASKS[component](cfg, clips, device, autoencoder=autoencoder)
+    model = task.model.to(device)
+    ema = EMA(model, decay=cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step, elapsed = 0, 0.0
+    model_dir = out / "model"  # the checkpoint: replaced atomically as a whole; logs and samples live beside it
+    if (model_dir / "train_state").is_dir() and not resume:
+        raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    if resume:
+        if not (model_dir / "train_state").is_dir():
+            raise CheckpointError(f"{out}: nothing to resume (no model/train_state folder)")
+        read_index(model_dir)
+        step, elapsed = _unpack(*load_state(model_dir / "train_state"), model, ema, opt, gen)
+        _truncate_log(out / "log.jsonl", step)  # rows logged after the checkpoint will be redone
+    task.after_resume(out)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    stop_at = min(max_steps if max_steps is not None else cfg.max_steps, cfg.max_steps)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    log_path, t_start = out / "log.jsonl", time.monotonic()
+    last_ckpt, last_good = time.monotonic(), step
+
+    def checkpoint():
+        nonlocal last_ckpt, last_good
+        if main:
+            tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
+            index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict()}, **task.index()}
+            with ema.applied_to(model):
+                save_model(model_dir, task.components(model), index,
+                           extra={"train_state": lambda d: save_state(d, tensors, meta)})
+            _plot_log(log_path, out / "loss.png")
+        last_ckpt, last_good = time.monotonic(), step
+
+    bar = tqdm(total=stop_at, initial=step, desc=f"train {component}", unit="step", disable=not (main and progress))
+    logs: dict[str, float] = {}
+    while step < stop_at:
+        if max_minutes is not None and time.monotonic() - t_start > 60 * max_minutes:
+            break
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        t0 = time.perf_counter()
+        batch = task.batch(step, rank, world)
+        with autocast(device):
+            loss, parts = task.loss(ddp, batch, gen)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {step}; stopped, the last good checkpoint "
+                                f"(step {last_good}) is kept in {out}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        ema.update(model)
+        step += 1
+        bar.update(1)
+        for k, v in {"loss": loss.item(), "grad_norm": float(grad_norm), **parts}.items():
+            logs[k] = logs.get(k, 0.0) + v
+        if main and step % cfg.log_every == 0:
+            row = {"step": step, "lr": opt.param_groups[0]["lr"], "sec_per_step": round(time.perf_counter() - t0, 4),
+                   **{k: v / cfg.log_every for k, v in logs.items()}}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            logs = {}
+        if main and step % cfg.sample_every == 0:
+            with ema.applied_to(model), torch.no_grad():
+                task.sample(model, out / "samples" / f"step_{step:06d}.png")
+        if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
+            checkpoint()
+    bar.close()
+    if last_good != step or not (model_dir / "train_state").is_dir():
+        checkpoint()
+    return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
+            "seconds": round(time.monotonic() - t_start, 1), "device": str(device), "world_size": world}
+
+
+def _plot_log(log_path: Path, png: Path) -> None:
+    if not log_path.is_file():
+        return
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if rows:
+        line_plot([r["step"] for r in rows], {"loss": [r["loss"] for r in rows]}, png, title="training loss",
+                  log_y=True)
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    if log_path.is_file():
+        rows = [line for line in log_path.read_text().splitlines() if line.strip()]
+        log_path.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= step))

@@ -1,0 +1,144 @@
+"""Training loop, checkpoints and text-to-video generation with tiny models."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kinema.checkpoint import read_index
+from kinema.cli import main
+from kinema.config import preset
+from kinema.errors import CheckpointError, InputError, TrainingError
+from kinema.pipeline import load
+from kinema.train import train
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ae"
+    train("autoencoder", preset("autoencoder", "tiny"), out, max_steps=30, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def t2v_run(tmp_path_factory, ae_run):
+    out = tmp_path_factory.mktemp("runs") / "t2v"
+    train("transformer", preset("transformer", "tiny"), out, max_steps=20, autoencoder=ae_run, progress=False)
+    return out
+
+
+def _losses(run):
+    return [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_autoencoder_training_lowers_the_loss_and_writes_a_model_folder(ae_run):
+    losses = _losses(ae_run)
+    assert losses[-1] < 0.7 * losses[0]
+    index = read_index(ae_run / "model")
+    assert index["components"] == ["autoencoder"] and index["recipe"]["steps"] == 30
+    for f in ("model/autoencoder/config.json", "model/autoencoder/model.safetensors", "model/train_state/state.json",
+              "loss.png", "samples/step_000025.png"):
+        assert (ae_run / f).is_file(), f
+
+
+def test_transformer_run_is_a_loadable_model_that_generates_deterministically(t2v_run):
+    assert set(read_index(t2v_run / "model")["components"]) == {"autoencoder", "transformer"}
+    pipe = load(t2v_run)
+    a = pipe.generate("a red circle moves left", frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    b = pipe.generate("a red circle moves left", frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    c = pipe.generate("a red circle moves left", frames=5, height=16, width=16, steps=3, seed=2, progress=False)
+    assert a.frames.shape == (5, 16, 16, 3) and np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+    empty = pipe.generate("", frames=1, height=16, width=16, steps=2, progress=False)  # unconditional
+    assert empty.num_frames == 1
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    cfg = preset("autoencoder", "tiny")
+    cfg.checkpoint_every = 1000  # only the final checkpoint of each sitting
+    train("autoencoder", cfg, tmp_path / "straight", max_steps=12, progress=False)
+    train("autoencoder", cfg, tmp_path / "split", max_steps=5, progress=False)
+    train("autoencoder", cfg, tmp_path / "split", max_steps=12, resume=True, progress=False)
+    a = load_file(str(tmp_path / "straight/model/train_state/state.safetensors"))
+    b = load_file(str(tmp_path / "split/model/train_state/state.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split/log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_interrupted_max_minutes_run_checkpoints(tmp_path):
+    result = train("autoencoder", preset("autoencoder", "tiny"), tmp_path / "r", max_minutes=0, progress=False)
+    assert result["step"] == 0 and (tmp_path / "r/model/train_state").is_dir()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = preset("autoencoder", "tiny")
+    cfg.checkpoint_every = 4
+    train("autoencoder", cfg, tmp_path / "r", max_steps=4, progress=False)
+    from kinema import tasks
+    real = tasks.AutoencoderTask.loss
+    monkeypatch.setattr(tasks.AutoencoderTask, "loss",
+                        lambda self, m, x, g: (real(self, m, x, g)[0] * math.nan, {}))
+    with pytest.raises(TrainingError, match="last good checkpoint .step 4"):
+        train("autoencoder", cfg, tmp_path / "r", max_steps=10, resume=True, progress=False)
+    assert json.loads((tmp_path / "r/model/train_state/state.json").read_text())["step"] == 4
+
+
+def test_training_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, ae_run):
+    with pytest.raises(InputError, match="--resume"):
+        train("autoencoder", preset("autoencoder", "tiny"), ae_run, max_steps=1, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train("autoencoder", preset("autoencoder", "tiny"), tmp_path / "new", resume=True, progress=False)
+    with pytest.raises(InputError, match="--autoencoder"):
+        train("transformer", preset("transformer", "tiny"), tmp_path / "t", progress=False)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"frames": 16}, "13 or 17"), ({"height": 20}, "16 or 24"), ({"width": 4}, "multiple of 8"),
+    ({"steps": 0}, "steps"), ({"guidance": -1}, "guidance"), ({"sampler": "ddim"}, "unknown sampler"),
+])
+def test_generate_rejects_bad_requests(t2v_run, kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        load(t2v_run).generate("x", progress=False, **kwargs)
+
+
+def test_missing_corrupt_and_incompatible_checkpoints(tmp_path, t2v_run):
+    with pytest.raises(CheckpointError, match="no such"):
+        load(tmp_path / "nope")
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(t2v_run / "model", bad)
+    (bad / "transformer" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load(bad)
+    old = tmp_path / "old"
+    shutil.copytree(t2v_run / "model", old)
+    cfg = json.loads((old / "transformer" / "config.json").read_text())
+    (old / "transformer" / "config.json").write_text(json.dumps({**cfg, "_format": 0}))
+    with pytest.raises(CheckpointError, match="format"):
+        load(old)
+    noT = tmp_path / "noT"
+    shutil.copytree(t2v_run / "model", noT)
+    shutil.rmtree(noT / "transformer")
+    with pytest.raises(CheckpointError, match="no transformer"):
+        load(noT)
+
+
+def test_cli_generate_and_train(tmp_path, capsys, t2v_run):
+    out = tmp_path / "clip.mp4"
+    code = main(["generate", "a blue square moves right", "--model", str(t2v_run), "--frames", "5", "--height", "16",
+                 "--width", "16", "--steps", "2", "--out", str(out), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and out.is_file() and result["frames"] == 5 and result["seed"] == 0
+    code = main(["generate", "x", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "y.mp4")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    code = main(["train", "autoencoder", "--preset", "nope", "--out", str(tmp_path / "r")])
+    assert code == 2 and "unknown preset" in capsys.readouterr().err
+    code = main(["train", "autoencoder", "--preset", "tiny", "--out", str(tmp_path / "r"), "--set", "lr=fast"])
+    assert code == 2 and "--set lr" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+import pytest
+import torch
+
+from kinema.errors import InputError
+from kinema.models.transformer import (MODELS, TransformerConfig, apply_rope, create, grid_positions, param_count,
+                                       rope_angles)
+
+C, TEXT_DIM = 8, 384
+
+
+def inputs(T=3, H=4, W=6, B=2, L=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, C, T, H, W, generator=g)
+    t = torch.rand(B, T, generator=g)
+    text = torch.randn(B, L, TEXT_DIM, generator=g)
+    mask = torch.tensor([[True] * L, [True] * 2 + [False] * (L - 2)])[:B]
+    return x, t, text, mask
+
+
+def perturbed(seed=0):
+    """A tiny model with every weight jittered, so zero-initialised branches are live."""
+    torch.manual_seed(seed)
+    model = create("tiny")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("T,H,W", [(1, 4, 6), (3, 4, 6), (1, 8, 8), (3, 8, 8)])
+def test_shape_and_zero_output_at_init(T, H, W):
+    torch.manual_seed(0)
+    x, t, text, mask = inputs(T, H, W)
+    out = create("tiny")(x, t, text, mask)
+    assert out.shape == x.shape
+    assert torch.equal(out, torch.zeros_like(x))
+    assert perturbed()(x, t, text, mask).abs().mean() > 1e-3  # only the zero init made it zero
+
+
+@torch.no_grad()
+def test_per_frame_timesteps_matter():
+    model = perturbed()
+    x, t, text, mask = inputs(T=3)
+    base = model(x, t, text, mask)
+    t1 = t.clone()
+    t1[0, 1] += 0.3
+    moved = model(x, t1, text, mask)
+    diff = (moved - base).abs().amax(dim=(1, 3, 4))  # (B, T)
+    assert diff[0, 1] > 1e-3
+    assert diff[1].max() < 1e-6  # other sample untouched
+    swapped = t[:, [2, 1, 0]]
+    assert not torch.allclose(model(x, swapped, text, mask), base, atol=1e-4)  # not just the mean t
+
+
+@torch.no_grad()
+def test_frame_conditioning_reaches_its_own_frame():
+    # Without self-attention frames are independent, so frame k of a clip must equal frame k alone:
+    # this fails if per-frame conditioning were broadcast to the wrong tokens.
+    model = perturbed()
+    for block in model.blocks:
+        block.attn.out.weight.zero_()
+        block.attn.out.bias.zero_()
+    x, t, text, mask = inputs(T=3)
+    out = model(x, t, text, mask)
+    for k in range(3):
+        alone = model(x[:, :, k:k + 1], t[:, k:k + 1], text, mask)
+        torch.testing.assert_close(out[:, :, k:k + 1], alone, atol=1e-5, rtol=1e-5)
+    assert (out[:, :, 0] - out[:, :, 1]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_text_mask():
+    model = perturbed()
+    x, t, text, mask = inputs(L=5)
+    base = model(x, t, text, mask)
+    padded = text.clone()
+    padded[~mask] = torch.randn(int((~mask).sum()), TEXT_DIM) * 10
+    assert (model(x, t, padded, mask) - base).abs().max() < 1e-6
+    real = text.clone()
+    real[1, 0] += 1.0
+    assert (model(x, t, real, mask) - base)[1].abs().max() > 1e-3
+    none = torch.zeros_like(mask)
+    out = model(x, t, text, none)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, model(x, t, torch.randn_like(text), none))  # no real token: text is ignored
+    assert torch.equal(model(x, t, text), model(x, t, text, torch.ones_like(mask)))
+
+
+def test_rope_is_relative():
+    torch.manual_seed(0)
+    head_dim, n = 16, 7
+    pos = torch.randint(0, 10, (n, 3)).float()
+    q, k = torch.randn(n, head_dim), torch.randn(n, head_dim)
+
+    def scores(pq, pk):
+        return apply_rope(q, *rope_angles(pq, head_dim)) @ apply_rope(k, *rope_angles(pk, head_dim)).T
+
+    base = scores(pos, pos)
+    shift = torch.tensor([3.0, -2.0, 5.0])
+    torch.testing.assert_close(scores(pos + shift, pos + shift), base, atol=1e-4, rtol=1e-4)
+    for axis in range(3):  # every axis is encoded: moving keys along it alone changes the scores
+        moved = pos.clone()
+        moved[:, axis] += 1
+        assert (scores(pos, moved) - base).abs().max() > 1e-2
+    assert torch.allclose(apply_rope(q, *rope_angles(pos, head_dim)).norm(dim=-1), q.norm(dim=-1), atol=1e-5)
+    assert grid_positions(2, 3, 4)[-1].tolist() == [1.0, 2.0, 3.0]
+
+
+@torch.no_grad()
+def test_runs_at_unseen_sizes():
+    model = perturbed()
+    for T, H, W in [(5, 16, 16), (2, 4, 24)]:
+        x, t, text, mask = inputs(T, H, W)
+        out = model(x, t, text, mask)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_tiny_model_overfits():
+    torch.manual_seed(0)
+    model = create("tiny")
+    x, t, text, mask = inputs(T=2, H=4, W=4)
+    target = torch.randn_like(x)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        loss = torch.nn.functional.mse_loss(model(x, t, text, mask), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    x, t, text, mask = inputs(T=2, H=4, W=4)
+    grads = []
+    for ckpt in (False, True):
+        model = perturbed().train()
+        model.gradient_checkpointing = ckpt
+        model(x, t, text, mask).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_zoo():
+    counts = {name: param_count(name) for name in MODELS}
+    assert counts["tiny"] < counts["S"] < counts["B"] < counts["L"]
+    assert counts["tiny"] < 100_000
+    assert 10e6 < counts["S"] < 30e6
+    assert 80e6 < counts["B"] < 150e6
+    assert 300e6 < counts["L"] < 500e6
+    assert create("tiny").num_params() == counts["tiny"]
+    assert param_count("S", depth=4) < counts["S"]
+
+
+def test_config_round_trip_and_create():
+    cfg = MODELS["S"]
+    assert TransformerConfig.from_dict(cfg.to_dict()) == cfg
+    model = create(cfg.to_dict() | {"dim": 32, "heads": 2, "depth": 1}, text_dim=16)
+    assert (model.config.dim, model.config.depth, model.config.text_dim) == (32, 1, 16)
+    with pytest.raises(InputError, match="unknown transformer"):
+        create("XXL")
+    with pytest.raises(InputError, match="wdith"):
+        create("tiny", wdith=3)
+    with pytest.raises(InputError, match="head dim"):
+        TransformerConfig(dim=30, heads=4)
+
+
+def test_bad_inputs():
+    model = create("tiny")
+    x, t, text, mask = inputs(T=2, H=7, W=6)
+    with pytest.raises(InputError, match=r"height 7 .*6 or 8"):
+        model(x, t, text, mask)
+    x, t, text, mask = inputs(T=2, H=4, W=1)
+    with pytest.raises(InputError, match=r"width 1 .*: 2$"):
+        model(x, t, text, mask)
+    x, t, text, mask = inputs(T=2)
+    with pytest.raises(InputError, match="one timestep per latent frame"):
+        model(x, t[:, :1], text, mask)
+    with pytest.raises(InputError, match="one timestep per latent frame"):
+        model(x, t[:, 0], text, mask)
+    with pytest.raises(InputError, match="text must be"):
+        model(x, t, text[..., :10], mask)
+    with pytest.raises(InputError, match="text_mask"):
+        model(x, t, text, mask[:, :3])
+    with pytest.raises(InputError, match="latents must be"):
+        model(x[:, :4], t, text, mask)
+
+
+@torch.no_grad()
+def test_bf16_autocast_matches_float32():
+    model = perturbed()
+    x, t, text, mask = inputs()
+    ref = model(x, t, text, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t, text, mask)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
