@@ -1,7 +1,9 @@
 """kinema: text-to-video and video-to-video models that train and run on a CPU.
 
-    from kinema import Video
-    video = Video.read("clip.mp4").resize(64, 64, fit="crop")
+    import kinema
+    pipe = kinema.load("runs/t2v")                      # a model folder or a training run
+    video = pipe.generate("a red circle moves left", frames=17, seed=0)
+    video.save("out.mp4")                               # video.frames: uint8 (T, H, W, 3), video.fps
 """
 
 __version__ = "0.1.0"
@@ -9,4 +11,11 @@ __version__ = "0.1.0"
 from .errors import KinemaError  # noqa: E402
 from .video import Video  # noqa: E402
 
-__all__ = ["KinemaError", "Video", "__version__"]
+
+def load(path=None, device=None):
+    """The generation pipeline in model folder `path` (see `kinema.pipeline.Pipeline`)."""
+    from .pipeline import load as _load
+    return _load(path, device)
+
+
+__all__ = ["KinemaError", "Video", "load", "__version__"]

@@ -1,0 +1,45 @@
+"""Evaluation. For now a simple, transparent reading of what a clip shows: the colour of its
+saturated pixels and the direction their centroid moves. The evaluation issue brings the video
+classifier, Fréchet distances and temporal metrics; this reader is its sanity baseline.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from .data.synthetic import COLORS
+
+# compass sectors of 45 degrees, counter-clockwise from +x, with image y pointing down
+SECTORS = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
+
+
+def saturated_mask(frames: np.ndarray, threshold: float = 0.45) -> np.ndarray:
+    """(T, H, W) True where a pixel is saturated: objects are, the backgrounds are not."""
+    f = frames.astype(np.float32) / 255
+    return (f.max(-1) - f.min(-1)) > threshold
+
+
+def nearest_color(rgb: np.ndarray) -> str:
+    hue = colorsys.rgb_to_hsv(*(rgb / 255))[0] * 360
+    return min(COLORS, key=lambda c: min(abs(hue - COLORS[c]), 360 - abs(hue - COLORS[c])))
+
+
+def read_clip(frames: np.ndarray, min_move: float = 0.06) -> dict:
+    """{'color', 'direction', 'coverage'} of a clip (uint8 (T, H, W, 3)) with one main object.
+    direction is one of 8 compass names, or 'still' if the centroid moves less than `min_move`
+    of the frame's shorter side; None where no saturated pixel is found."""
+    mask = saturated_mask(frames)
+    coverage = float(mask.mean())
+    if mask.sum() == 0 or not mask[0].any() or not mask[-1].any():
+        return {"color": None, "direction": None, "coverage": coverage}
+    color = nearest_color(frames[mask].astype(np.float32).mean(0))
+    ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]
+    cx = [(xs * m).sum() / m.sum() for m in (mask[0], mask[-1])]
+    cy = [(ys * m).sum() / m.sum() for m in (mask[0], mask[-1])]
+    dx, dy = cx[1] - cx[0], cy[1] - cy[0]
+    if np.hypot(dx, dy) < min_move * min(frames.shape[1:3]):
+        return {"color": color, "direction": "still", "coverage": coverage}
+    sector = int(round(np.arctan2(dy, dx) / (np.pi / 4))) % 8
+    return {"color": color, "direction": SECTORS[sector], "coverage": coverage}

@@ -1,0 +1,21 @@
+"""The simple clip reader used by the adherence benchmark: it must read real clips right."""
+
+import numpy as np
+import pytest
+
+from kinema.data.synthetic import COLORS, DIRECTIONS, render
+from kinema.evaluate import read_clip
+
+
+@pytest.mark.parametrize("motion", [*DIRECTIONS, "still"])
+def test_reader_recovers_colour_and_direction_of_real_clips(motion):
+    for i, color in enumerate(COLORS):
+        attrs = {"objects": [{"shape": ["circle", "star", "square"][i % 3], "color": color, "size": "medium",
+                              "motion": motion, "speed": None if motion == "still" else "slow"}],
+                 "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][i % 3]}
+        r = read_clip(render(attrs, np.random.default_rng(i), 17, 64, 64, 8.0))
+        assert (r["color"], r["direction"]) == (color, motion)
+
+
+def test_reader_says_none_for_an_empty_clip():
+    assert read_clip(np.full((5, 32, 32, 3), 90, np.uint8))["color"] is None
