@@ -158,7 +158,9 @@ def cmd_train(args) -> None:
     cfg = preset(args.component, args.preset).override(args.set)
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
-    _emit(args, result, [f"trained {args.component} to step {result['step']}; model in {result['model']}"])
+    if result["rank"] == 0:  # under torchrun, one report
+        _emit(args, result, [f"trained {args.component} ({result['params']:,} parameters) to step {result['step']}; "
+                             f"model in {result['model']}"])
 
 
 def cmd_dataset_preview(args) -> None:

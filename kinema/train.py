@@ -132,7 +132,8 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         nonlocal last_ckpt, last_good
         if main:
             tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
-            index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict()}, **task.index()}
+            index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(), "world_size": world,
+                                "params": sum(p.numel() for p in model.parameters())}, **task.index()}
             with ema.applied_to(model):
                 save_model(model_dir, task.components(model), index,
                            extra={"train_state": lambda d: save_state(d, tensors, meta)})
@@ -177,8 +178,11 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
     bar.close()
     if last_good != step or not (model_dir / "train_state").is_dir():
         checkpoint()
+    if dist.is_initialized():
+        dist.barrier()  # rank 0 has written the checkpoint
     return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
-            "seconds": round(time.monotonic() - t_start, 1), "device": str(device), "world_size": world}
+            "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.monotonic() - t_start, 1),
+            "device": str(device), "world_size": world, "rank": rank}
 
 
 def _plot_log(log_path: Path, png: Path) -> None:
