@@ -94,7 +94,7 @@ class TransformerTask:
         self.text = load_text_encoder("minilm").to(device)
         model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
         self.model = VideoTransformer(model_cfg)
-        self.cache = None
+        self.cache, self._perm = None, (-1, None)
 
     # -- data: clips -> latents, optionally precomputed once
     def after_resume(self, out: Path) -> None:
@@ -129,14 +129,15 @@ class TransformerTask:
             with torch.no_grad():
                 return self.ae.encode(video.to(self.device)), captions
         latents, captions = self.cache
-        n = len(captions)
-        pos = (step * world + rank) * size + torch.arange(size)
-        idx = []
-        for p in pos.tolist():  # a fresh permutation of the cache each epoch
-            epoch, k = divmod(p, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch))
-            idx.append(int(perm[k]))
+        idx = [self._shuffled(p, len(captions)) for p in range((step * world + rank) * size, (step * world + rank + 1) * size)]
         return latents[idx].float().to(self.device), [captions[i] for i in idx]
+
+    def _shuffled(self, position: int, n: int) -> int:
+        """Cache index at stream `position`: a fresh permutation of the cache every epoch."""
+        epoch, k = divmod(position, n)
+        if self._perm[0] != epoch:
+            self._perm = (epoch, torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)))
+        return int(self._perm[1][k])
 
     def loss(self, model, batch, gen):
         x0, captions = batch

@@ -155,3 +155,15 @@ def test_torchrun_ddp_trains_one_model(tmp_path):
     assert len(reports) == 1 and reports[0]["world_size"] == 2 and reports[0]["step"] == 4
     index = read_index(tmp_path / "r" / "model")
     assert index["recipe"]["world_size"] == 2 and index["recipe"]["steps"] == 4
+
+
+def test_latent_cache_is_built_once_and_reused(tmp_path, ae_run):
+    cfg = preset("transformer", "tiny").override(["latent_cache=8"])
+    train("transformer", cfg, tmp_path / "t", max_steps=3, autoencoder=ae_run, progress=False)
+    cache = tmp_path / "t" / "cache" / "latents.safetensors"
+    latents = load_file(str(cache))["latents"]
+    assert latents.shape == (8, 8, 2, 2, 2)  # 8 clips of 5x16x16 -> (C=8, T=2, 2, 2)
+    stamp = cache.stat().st_mtime_ns
+    train("transformer", cfg, tmp_path / "t", max_steps=5, autoencoder=ae_run, resume=True, progress=False)
+    assert cache.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "t/model/train_state/state.json").read_text())["step"] == 5
