@@ -35,6 +35,8 @@ class AutoencoderConfig:
     channel_mult: tuple = (1, 2, 4, 4)  # widths at full, 1/2, 1/4 and 1/8 resolution
     temporal_kernel: tuple = (1, 3, 3, 3)  # causal kernel length in time at each resolution
     kl_weight: float = 1e-6
+    l1_weight: float = 1.0
+    mse_weight: float = 1.0
 
     def __post_init__(self):
         self.channel_mult, self.temporal_kernel = tuple(self.channel_mult), tuple(self.temporal_kernel)
@@ -251,14 +253,15 @@ class VideoAutoencoder(nn.Module):
 
     # -- training
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """L1 + MSE reconstruction of a posterior sample, plus kl_weight x KL to N(0, I)."""
+        """Weighted L1 + MSE reconstruction of a posterior sample, plus kl_weight x KL to N(0, I)."""
         mean, logvar = self.moments(x)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + (0.5 * logvar).exp() * noise
         rec = self._decode(z)
         l1, mse = (rec - x).abs().mean(), (rec - x).pow(2).mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        total = l1 + mse + self.config.kl_weight * kl
+        c = self.config
+        total = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
         return total, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
