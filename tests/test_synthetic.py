@@ -11,6 +11,7 @@ from kinema.data import synthetic as syn
 from kinema.data.synthetic import (COLORS, HELD_OUT_PAIRS, MOTIONS, SHAPES, SyntheticClips,
                                    SyntheticVideoDataset, render, sample_attributes)
 from kinema.errors import InputError
+from kinema.evaluate import saturated_mask
 
 
 def scene(shape="square", color="red", size="medium", motion="still", speed=None, camera="static",
@@ -22,9 +23,7 @@ def scene(shape="square", color="red", size="medium", motion="still", speed=None
 
 def object_mask(frames):
     """Pixels of the (saturated) object against a desaturated background."""
-    f = frames.astype(np.float32) / 255
-    sat = f.max(-1) - f.min(-1)
-    return sat > 0.45
+    return saturated_mask(frames)
 
 
 def centroids(frames):
