@@ -127,7 +127,7 @@ class Pipeline:
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
     """The pipeline in a model folder (or a training run that holds one)."""
     if path is None:
-        raise CheckpointError("no default model is shipped yet; pass a model folder (kinema.load(DIR))")
+        raise CheckpointError("no default model is shipped yet: pass a model folder (--model DIR, or kinema.load(DIR))")
     return Pipeline.from_folder(path, device)
 
 

@@ -98,11 +98,20 @@ def test_console_entry_points(tmp_path):
 
 
 def test_help_explains_every_flag():
+    import argparse
+
     from kinema.cli import build_parser
-    parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices
-    parsers = [sub["info"], *sub["dataset"]._subparsers._group_actions[0].choices.values()]
+
+    def walk(p):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from walk(child)
+
+    parsers = list(walk(build_parser()))
+    assert {p.prog for p in parsers} >= {"kinema generate", "kinema train", "kinema dataset export"}
     for p in parsers:
         for action in p._actions:
-            if action.option_strings and action.dest != "help":
-                assert action.help, f"{p.prog} {action.option_strings} has no help text"
+            if action.dest != "help" and not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{p.prog} {action.option_strings or action.dest} has no help text"
