@@ -34,6 +34,7 @@ class AutoencoderConfig:
     base_channels: int = 32
     channel_mult: tuple = (1, 2, 4, 4)  # widths at full, 1/2, 1/4 and 1/8 resolution
     temporal_kernel: tuple = (1, 3, 3, 3)  # causal kernel length in time at each resolution
+    patch: int = 1  # 2: space-to-depth at the input (and back at the output), so no full-resolution convs
     kl_weight: float = 1e-6
     l1_weight: float = 1.0
     mse_weight: float = 1.0
@@ -42,6 +43,8 @@ class AutoencoderConfig:
         self.channel_mult, self.temporal_kernel = tuple(self.channel_mult), tuple(self.temporal_kernel)
         if len(self.channel_mult) != 4 or len(self.temporal_kernel) != 4:
             raise InputError("channel_mult and temporal_kernel need 4 entries (full, 1/2, 1/4, 1/8 resolution)")
+        if self.patch not in (1, 2):
+            raise InputError(f"autoencoder patch must be 1 or 2, got {self.patch}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +114,7 @@ class TimeDown(nn.Module):
         head, rest = (x[:, :, :1], x[:, :, 1:]) if first else (None, x)
         if rest.shape[2] % 2:
             raise InputError("chunk boundaries must fall on groups of 4 frames")
-        out = self.mix(rearrange(rest, "b c (t two) h w -> b (two c) t h w", two=2))
+        out = self.mix(rearrange(rest, "b c (t two) h w -> b (two c) t h w", two=2)) if rest.shape[2] else rest
         if head is not None:
             out = torch.cat([self.mix(torch.cat([head, head], 1)), out], 2)
         return out
@@ -171,23 +174,20 @@ class VideoAutoencoder(nn.Module):
         self.config = c = config
         ch = [c.base_channels * m for m in c.channel_mult]
         kt = c.temporal_kernel
-        self.encoder = Sequence([
-            CausalConv3d(3, ch[0], kt[0]), ResBlock(ch[0], ch[0], kt[0]), SpaceDown(ch[0], ch[1]),
-            ResBlock(ch[1], ch[1], kt[1]), SpaceDown(ch[1], ch[2]), TimeDown(ch[2]),
-            ResBlock(ch[2], ch[2], kt[2]), SpaceDown(ch[2], ch[3]), TimeDown(ch[3]),
-            ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3]),
-        ])
+        f = c.patch // 2  # first resolution level with convolutions: 0 (full) or 1 (half, after space-to-depth)
+        enc = [CausalConv3d(3 * c.patch**2, ch[f], kt[f])]
+        for i in range(f, 3):  # down in space at every level, in time at the last two
+            enc += [ResBlock(ch[i], ch[i], kt[i]), SpaceDown(ch[i], ch[i + 1])] + ([TimeDown(ch[i + 1])] if i else [])
+        self.encoder = Sequence(enc + [ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3])])
         self.enc_out = nn.Sequential(nn.GroupNorm(min(8, ch[3]), ch[3]), nn.SiLU())
         self.to_moments = CausalConv3d(ch[3], 2 * c.latent_channels, kt[3])
         self.from_latent = CausalConv3d(c.latent_channels, ch[3], kt[3])
-        self.decoder = Sequence([
-            ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3]),
-            TimeUp(ch[3]), SpaceUp(ch[3], ch[2]), ResBlock(ch[2], ch[2], kt[2]),
-            TimeUp(ch[2]), SpaceUp(ch[2], ch[1]), ResBlock(ch[1], ch[1], kt[1]),
-            SpaceUp(ch[1], ch[0]), ResBlock(ch[0], ch[0], kt[0]),
-        ])
-        self.dec_out = nn.Sequential(nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU())
-        self.to_rgb = CausalConv3d(ch[0], 3, kt[0])
+        dec = [ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3])]
+        for i in range(3, f, -1):
+            dec += ([TimeUp(ch[i])] if i >= 2 else []) + [SpaceUp(ch[i], ch[i - 1]), ResBlock(ch[i - 1], ch[i - 1], kt[i - 1])]
+        self.decoder = Sequence(dec)
+        self.dec_out = nn.Sequential(nn.GroupNorm(min(8, ch[f]), ch[f]), nn.SiLU())
+        self.to_rgb = CausalConv3d(ch[f], 3 * c.patch**2, kt[f])
         self.register_buffer("latent_mean", torch.zeros(c.latent_channels))
         self.register_buffer("latent_std", torch.ones(c.latent_channels))
 
@@ -205,6 +205,8 @@ class VideoAutoencoder(nn.Module):
 
     # -- encode
     def moments(self, x: torch.Tensor, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.patch > 1:  # space-to-depth: no convolution at full resolution
+            x = per_frame(lambda f: F.pixel_unshuffle(f, self.config.patch), x)
         h = self.encoder(x, cache)
         mean, logvar = self.to_moments(per_frame(self.enc_out, h), cache).chunk(2, 1)
         return mean, logvar.clamp(-30, 20)
@@ -239,7 +241,8 @@ class VideoAutoencoder(nn.Module):
     # -- decode
     def _decode(self, z: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         h = self.decoder(self.from_latent(z, cache), cache)
-        return self.to_rgb(per_frame(self.dec_out, h), cache)
+        out = self.to_rgb(per_frame(self.dec_out, h), cache)
+        return per_frame(lambda f: F.pixel_shuffle(f, self.config.patch), out) if self.config.patch > 1 else out
 
     def decode(self, z: torch.Tensor, chunk_latent_frames: int | None = None) -> torch.Tensor:
         """Videos (B, 3, 1 + 4 (T_lat - 1), 8 H_lat, 8 W_lat) from normalised latents."""
