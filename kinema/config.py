@@ -25,6 +25,7 @@ class TrainConfig:
     width: int = 64
     fps: float = 8.0
     data_seed: int = 0
+    crop: int = 0  # autoencoder only: >0 trains on random crop x crop windows (aligned to 8) of each clip
     # optimisation
     batch_size: int = 8
     lr: float = 3e-4
@@ -82,12 +83,14 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         "autoencoder", model={"latent_channels": 8, "base_channels": 4},
         frames=5, height=16, width=16, batch_size=2, lr=2e-3, warmup_steps=5, max_steps=50,
         log_every=5, sample_every=25, checkpoint_every=25),
-    # Trained on 9-frame clips (cheaper; the causal model is local in time) and used on any 4k+1.
-    # 16 latent channels, widths 16/32/64/128: 4.5M parameters, ~0.75 s a step on 2 cores.
+    # Trained on 9-frame clips (the causal model is local in time) and used on any 4k+1, on random
+    # 32x32 crops (convolutions are local in space too): 16 clips of 32x32 beat 4 of 64x64 at the
+    # same cost by ~4 dB at 200 steps. 16 latent channels, widths 16/32/64/128: 4.5M parameters,
+    # ~0.2 s a step on 2 cores with bf16.
     ("autoencoder", "shapes-64"): TrainConfig(
         "autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
-        frames=9, batch_size=4, lr=2e-3, warmup_steps=100, max_steps=20_000, ema_decay=0.999,
-        log_every=20, sample_every=250, checkpoint_every=250),
+        frames=9, crop=32, batch_size=16, lr=2e-3, warmup_steps=100, max_steps=15_000, ema_decay=0.999,
+        log_every=20, sample_every=1000, checkpoint_every=500),
     ("transformer", "tiny"): TrainConfig(
         "transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,

@@ -52,7 +52,8 @@ class AutoencoderTask:
         pass
 
     def batch(self, step: int, rank: int, world: int):
-        return _clip_batch(self.clips, step, rank, world, self.cfg.batch_size)[0].to(self.device)
+        video = _clip_batch(self.clips, step, rank, world, self.cfg.batch_size)[0]
+        return random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
 
     def loss(self, model, x, gen):
         loss, parts = model(x, gen)  # forward() is the loss, so DDP sees the call
@@ -76,6 +77,20 @@ class AutoencoderTask:
 
     def index(self) -> dict:
         return {"autoencoder": "autoencoder"}
+
+
+def random_crops(video: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """A size x size window of each clip of (B, C, T, H, W), at offsets that are multiples of 8
+    drawn from `seed` (so a resumed run reads the same crops). size 0 or >= the frame: no crop."""
+    B, _, _, H, W = video.shape
+    if size <= 0 or (size >= H and size >= W):
+        return video
+    if size % 8 or size > min(H, W):
+        raise InputError(f"crop must be a multiple of 8 no larger than the frame ({H}x{W}), got {size}")
+    gen = torch.Generator().manual_seed(seed)
+    ys = torch.randint(0, (H - size) // 8 + 1, (B,), generator=gen) * 8
+    xs = torch.randint(0, (W - size) // 8 + 1, (B,), generator=gen) * 8
+    return torch.stack([v[..., y:y + size, x:x + size] for v, y, x in zip(video, ys.tolist(), xs.tolist())])
 
 
 def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:

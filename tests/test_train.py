@@ -13,6 +13,7 @@ from kinema.cli import main
 from kinema.config import preset
 from kinema.errors import CheckpointError, InputError, TrainingError
 from kinema.pipeline import load
+from kinema.tasks import random_crops
 from kinema.train import train
 
 
@@ -59,6 +60,7 @@ def test_transformer_run_is_a_loadable_model_that_generates_deterministically(t2
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     cfg = preset("autoencoder", "tiny")
     cfg.checkpoint_every = 1000  # only the final checkpoint of each sitting
+    cfg.crop = 8  # random crops are part of the data position too
     train("autoencoder", cfg, tmp_path / "straight", max_steps=12, progress=False)
     train("autoencoder", cfg, tmp_path / "split", max_steps=5, progress=False)
     train("autoencoder", cfg, tmp_path / "split", max_steps=12, resume=True, progress=False)
@@ -69,6 +71,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     steps = [json.loads(line)["step"] for line in (tmp_path / "split/log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_random_crops_are_aligned_windows_drawn_from_the_seed():
+    video = torch.arange(2 * 3 * 5 * 32 * 48, dtype=torch.float32).reshape(2, 3, 5, 32, 48)
+    a, b = random_crops(video, 16, seed=1), random_crops(video, 16, seed=1)
+    assert a.shape == (2, 3, 5, 16, 16) and torch.equal(a, b)
+    offsets = set()
+    for seed in range(20):
+        for v, c in zip(video, random_crops(video, 16, seed=seed)):
+            y, x = divmod(int(c[0, 0, 0, 0] - v[0, 0, 0, 0]), 48)
+            assert y % 8 == 0 and x % 8 == 0 and torch.equal(c, v[..., y:y + 16, x:x + 16])
+            offsets.add((y, x))
+    assert len(offsets) > 6  # (32-16)/8+1 = 3 rows x 5 columns of windows, most of them drawn
+    assert random_crops(video, 0, seed=0) is video
+    with pytest.raises(InputError, match="multiple of 8"):
+        random_crops(video, 12, seed=0)
 
 
 def test_interrupted_max_minutes_run_checkpoints(tmp_path):
