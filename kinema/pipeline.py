@@ -22,7 +22,7 @@ from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
-from .runtime import bf16_fast, default_device
+from .runtime import autocast, default_device
 from .video import MAX_SIDE, Video, check_fps, check_frames
 
 SPATIAL, TEMPORAL = 8, 4  # autoencoder compression
@@ -109,19 +109,14 @@ class Pipeline:
 
         def model_fn(x, t, c):
             states, mask = c
-            with self._autocast():
+            with autocast(self.device):
                 return self.transformer(x, t.expand(x.shape[0], x.shape[2]), states, mask).float()
 
         z = SAMPLERS[sampler](cfg(model_fn, cond, uncond, guidance), x, ts, progress=progress)
-        with self._autocast():
+        with autocast(self.device):
             pixels = self.autoencoder.decode(z).float()
         videos = [Video.from_tensor(v, fps) for v in pixels]
         return videos[0] if isinstance(prompt, str) else videos
-
-    def _autocast(self):
-        if bf16_fast(self.device):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
 
 
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:

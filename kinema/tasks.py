@@ -24,6 +24,7 @@ from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
 from .pipeline import Pipeline, load_autoencoder
+from .runtime import autocast
 from .video import Video
 from .viz import contact_sheet
 
@@ -127,7 +128,7 @@ class TransformerTask:
         for start in tqdm(range(0, n, 32), desc="encoding latent cache", unit="batch"):
             clips = [self.clips[i] for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
-            with torch.no_grad():
+            with torch.no_grad(), autocast(self.device):
                 latents.append(self.ae.encode(x).half().cpu())
             captions += [c.caption for c in clips]
         latents = torch.cat(latents)
@@ -141,8 +142,8 @@ class TransformerTask:
         size = self.cfg.batch_size
         if self.cache is None:
             video, captions = _clip_batch(self.clips, step, rank, world, size)
-            with torch.no_grad():
-                return self.ae.encode(video.to(self.device)), captions
+            with torch.no_grad(), autocast(self.device):
+                return self.ae.encode(video.to(self.device)).float(), captions
         latents, captions = self.cache
         idx = [self._shuffled(p, len(captions)) for p in range((step * world + rank) * size, (step * world + rank + 1) * size)]
         return latents[idx].float().to(self.device), [captions[i] for i in idx]

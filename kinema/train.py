@@ -13,7 +13,6 @@ resume exactly: model, EMA, optimiser, schedule, RNG and data position (batch b 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
 from .errors import CheckpointError, InputError, TrainingError
-from .runtime import bf16_fast
+from .runtime import autocast
 from .tasks import TASKS
 from .viz import line_plot
 
@@ -48,12 +47,6 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
-
-
-def autocast(device: torch.device):
-    if bf16_fast(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
