@@ -98,7 +98,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
     # 64x64x17 -> latents 8x5x8x8 -> patch 2: 80 tokens; ~12M parameters, ~1.6 s a step on 2 cores.
     ("transformer", "shapes-64"): TrainConfig(
         "transformer", model={"latent_channels": 8, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
-        batch_size=16, lr=5e-4, warmup_steps=200, max_steps=4000, ema_decay=0.999, latent_cache=8000,
+        batch_size=16, lr=5e-4, warmup_steps=200, max_steps=6000, ema_decay=0.999, latent_cache=8000,
         log_every=10, sample_every=250, checkpoint_every=100),
 }
 

@@ -116,6 +116,8 @@ class TransformerTask:
     def after_resume(self, out: Path) -> None:
         if self.cfg.latent_cache > 0:
             self.cache = self._latent_cache(out / "cache", self.cfg.latent_cache)
+            # keep every cached caption's text states after their first use (~50 KB each)
+            self.text.cache_size = max(self.text.cache_size, self.cfg.latent_cache + 1)
 
     def _latent_cache(self, folder: Path, n: int):
         key = {"n": n, "data_seed": self.cfg.data_seed, "frames": self.cfg.frames, "height": self.cfg.height,
