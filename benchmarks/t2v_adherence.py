@@ -3,7 +3,8 @@
     python benchmarks/t2v_adherence.py --model runs/t2v [--seeds 2] [--steps 16] [--grid docs/figures/t2v_grid.png]
 
 For every colour x direction (6 x 8 = 48 prompts, shapes cycling) it generates clips and reads
-them with `kinema.evaluate.read_clip` (hue of the saturated pixels, motion of their centroid).
+them with `kinema.evaluate.read_clip` (hue of the saturated pixels, motion of their centroid,
+fill of their bounding box for the shape).
 The same reader on real clips with the same attributes gives the ceiling. The evaluation issue
 replaces this reader with the trained classifier; this stays as its sanity baseline.
 Also writes a grid of generated clips for prompts of every colour, shape and motion.
@@ -35,7 +36,7 @@ def main():
     prompts = [f"a {c} {s} moves {d.replace('-', ' and to the ') if '-' in d else d}" for c, s, d in cases]
     # e.g. "a red circle moves left", "a yellow star moves up and to the right"
     t0 = time.perf_counter()
-    gen, real = {"color": 0, "direction": 0, "both": 0}, {"color": 0, "direction": 0, "both": 0}
+    gen, real = ({k: 0 for k in ("color", "shape", "direction", "all")} for _ in range(2))
     n = 0
     for seed in range(args.seeds):
         videos = pipe.generate(prompts, steps=args.steps, guidance=args.guidance, seed=seed, progress=False)
@@ -46,17 +47,18 @@ def main():
             for tally, clip in ((gen, v.frames), (real, frames)):
                 r = read_clip(clip)
                 tally["color"] += r["color"] == c
+                tally["shape"] += r["shape"] == s
                 tally["direction"] += r["direction"] == d
-                tally["both"] += r["color"] == c and r["direction"] == d
+                tally["all"] += r["color"] == c and r["shape"] == s and r["direction"] == d
             n += 1
     result = {"benchmark": "t2v_adherence", "model": args.model, "clips": n, "steps": args.steps or pipe.defaults["steps"],
               "generated": {k: round(v / n, 3) for k, v in gen.items()},
               "real_ceiling": {k: round(v / n, 3) for k, v in real.items()},
-              "chance": {"color": round(1 / len(COLORS), 3), "direction": round(1 / len(DIRECTIONS), 3)},
+              "chance": {"color": round(1 / len(COLORS), 3), "shape": round(1 / len(SHAPES), 3),
+                         "direction": round(1 / len(DIRECTIONS), 3)},
               "seconds": round(time.perf_counter() - t0, 1)}
-    print(f"colour {result['generated']['color']:.0%} (real {result['real_ceiling']['color']:.0%}), "
-          f"direction {result['generated']['direction']:.0%} (real {result['real_ceiling']['direction']:.0%}), "
-          f"both {result['generated']['both']:.0%} over {n} clips")
+    print(", ".join(f"{k} {result['generated'][k]:.0%} (real {result['real_ceiling'][k]:.0%})"
+                    for k in ("color", "shape", "direction", "all")) + f" over {n} clips")
     print(json.dumps(result))
     if args.grid:
         grid = [grid_prompt(i, m) for i, m in enumerate(MOTIONS)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kinema.data.synthetic import COLORS, DIRECTIONS, render
+from kinema.data.synthetic import COLORS, DIRECTIONS, SHAPES, SIZES, render
 from kinema.evaluate import read_clip
 
 
@@ -15,6 +15,15 @@ def test_reader_recovers_colour_and_direction_of_real_clips(motion):
                  "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][i % 3]}
         r = read_clip(render(attrs, np.random.default_rng(i), 17, 64, 64, 8.0))
         assert (r["color"], r["direction"]) == (color, motion)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reader_recovers_the_shape_of_real_clips(shape):
+    for i, (size, color) in enumerate((s, c) for s in SIZES for c in COLORS):
+        attrs = {"objects": [{"shape": shape, "color": color, "size": size, "motion": list(DIRECTIONS)[i % 8],
+                              "speed": "fast"}],
+                 "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][i % 3]}
+        assert read_clip(render(attrs, np.random.default_rng(i), 17, 64, 64, 8.0))["shape"] == shape
 
 
 def test_reader_says_none_for_an_empty_clip():
