@@ -85,7 +85,8 @@ def build_parser() -> Parser:
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of this sitting")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16 (repeatable)")
+                   help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
+                        "setting, e.g. --set model.patch=1 --set model.dim=384 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     _common(p)
     p.set_defaults(func=cmd_train)

@@ -8,6 +8,7 @@ overridden (`kinema train ... --set lr=3e-4`).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from .errors import InputError
@@ -68,14 +69,25 @@ class TrainConfig:
         types = {f.name: type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         for a in assignments:
             key, sep, value = a.partition("=")
+            if key.startswith("model.") and sep:  # a model setting: model.patch=1, model.dim=384
+                out["model"] = {**out["model"], key[6:]: _parse(value)}
+                continue
             if not sep or key not in types or types[key] in (dict, tuple):
-                raise InputError(f"--set expects key=value with a scalar setting, got {a!r}; settings: "
+                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; settings: "
                                  f"{', '.join(k for k, t in types.items() if t not in (dict, tuple))}")
             try:
                 out[key] = (value.lower() in ("1", "true", "yes")) if types[key] is bool else types[key](value)
             except ValueError as e:
                 raise InputError(f"--set {key}: {e}") from e
         return TrainConfig.from_dict(out)
+
+
+def _parse(value: str):
+    """A model setting's value: JSON where it parses (1, 0.5, true, [1, 2]), else the string."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 PRESETS: dict[tuple[str, str], TrainConfig] = {

@@ -89,6 +89,15 @@ def test_random_crops_are_aligned_windows_drawn_from_the_seed():
         random_crops(video, 12, seed=0)
 
 
+def test_set_overrides_training_and_model_settings():
+    cfg = preset("transformer", "tiny").override(["lr=0.01", "model.patch=2", "model.dim=64", "ema_decay=0.5"])
+    assert (cfg.lr, cfg.ema_decay, cfg.model["patch"], cfg.model["dim"]) == (0.01, 0.5, 2, 64)
+    assert preset("transformer", "tiny").model["patch"] == 1  # the preset itself is untouched
+    for bad in ("lr", "nonsense=1", "model=3", "lr=fast"):
+        with pytest.raises(InputError, match="--set"):
+            preset("transformer", "tiny").override([bad])
+
+
 def test_interrupted_max_minutes_run_checkpoints(tmp_path):
     result = train("autoencoder", preset("autoencoder", "tiny"), tmp_path / "r", max_minutes=0, progress=False)
     assert result["step"] == 0 and (tmp_path / "r/model/train_state").is_dir()
