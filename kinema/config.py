@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .errors import InputError
 
-COMPONENTS = ("autoencoder", "transformer")
+COMPONENTS = ("autoencoder", "transformer", "classifier")
 
 
 @dataclass
@@ -113,6 +113,14 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
         batch_size=16, lr=5e-4, warmup_steps=200, max_steps=12_000, ema_decay=0.999, latent_cache=8000,
         log_every=10, sample_every=250, checkpoint_every=100),
+    ("classifier", "tiny"): TrainConfig(
+        "classifier", model={"widths": [8, 16], "groups": 4},
+        frames=5, height=16, width=16, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,
+        log_every=5, sample_every=1000, checkpoint_every=1000),
+    ("classifier", "shapes-64"): TrainConfig(
+        "classifier", model={"widths": [32, 64, 128, 256]},
+        batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=200, max_steps=8000, ema_decay=0.999,
+        log_every=20, sample_every=1000, checkpoint_every=500),
 }
 
 

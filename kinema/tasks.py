@@ -20,7 +20,9 @@ from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import add_noise, drop_captions, flow_loss, sample_training_t
 from .errors import InputError
+from .models import classifier
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
+from .models.classifier import ClassifierConfig, VideoClassifier
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
 from .pipeline import Pipeline, load_autoencoder
@@ -186,4 +188,63 @@ class TransformerTask:
                                                        "guidance": c.sample_guidance}}
 
 
-TASKS = {"autoencoder": AutoencoderTask, "transformer": TransformerTask}
+class ClassifierTask:
+    """The video classifier on clips of the training split, read back on held-out clips and on
+    held-out compositions at every sample step (samples/step_N.json holds the accuracies)."""
+
+    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, **_):
+        self.cfg, self.clips, self.device = cfg, clips, device
+        self.model = VideoClassifier(ClassifierConfig.from_dict(
+            {**cfg.model, "frames": cfg.frames, "size": cfg.height, "fps": cfg.fps}))
+        if cfg.height != cfg.width:
+            raise InputError("the classifier trains on square clips (height = width)")
+
+    def after_resume(self, out: Path) -> None:
+        pass
+
+    def batch(self, step: int, rank: int, world: int):
+        first = (step * world + rank) * self.cfg.batch_size
+        clips = [self.clips[first + j] for j in range(self.cfg.batch_size)]
+        video = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
+        return video, classifier.targets([c.attributes for c in clips])
+
+    def loss(self, model, batch, gen):
+        x, target = batch
+        loss, parts = classifier.loss(model(x), target)
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model, split: str, n: int) -> dict[str, float]:
+        """Per-attribute accuracy on the first n clips of a split."""
+        clips = SyntheticClips(split, self.cfg.data_seed, self.cfg.frames, self.cfg.height, self.cfg.width, self.cfg.fps)
+        logits, attrs = [], []
+        for start in range(0, n, 32):
+            batch = [clips[i] for i in range(start, min(n, start + 32))]
+            with autocast(self.device):
+                logits.append(model(torch.stack([c.video.to_tensor() for c in batch]).to(self.device)))
+            attrs += [c.attributes for c in batch]
+        joined = {k: torch.cat([lg[k] for lg in logits]) for k in logits[0]}
+        return classifier.accuracy(joined, classifier.targets(attrs))
+
+    @torch.no_grad()
+    def sample(self, model, path: Path) -> None:
+        model.eval()
+        acc = {split: self.evaluate(model, split, 128) for split in ("heldout", "compositions")}
+        held = SyntheticClips("heldout", self.cfg.data_seed, self.cfg.frames, self.cfg.height, self.cfg.width, self.cfg.fps)
+        clips = [held[i] for i in range(6)]
+        readings = model.predict(torch.stack([c.video.to_tensor() for c in clips]).to(self.device))
+        model.train()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(acc, indent=1))
+        caps = [f"{c.caption}  ->  {classifier.describe(r)}" for c, r in zip(clips, readings)]
+        Video(contact_sheet([c.video for c in clips], caps)).save(path)
+
+    def components(self, model):
+        return {"classifier": (model, model.config.to_dict())}
+
+    def index(self) -> dict:
+        return {}
+
+
+TASKS = {"autoencoder": AutoencoderTask, "transformer": TransformerTask, "classifier": ClassifierTask}

@@ -1,0 +1,181 @@
+"""The video classifier: reads every attribute of a procedural clip, and embeds any video.
+
+A small (2+1)D residual network (Tran et al., 2018): each block is a 3x3 spatial convolution
+(strided to halve the size) then a 3-tap temporal convolution, so motion is seen at every
+scale. Global average pooling over (T, H, W) gives the video embedding (`features`), which
+kinema's Fréchet distances are computed on; one linear head per attribute reads it:
+
+- sets (a clip holds 1-3 objects): which colours, shapes, sizes, motions and speeds are present,
+  one sigmoid per value;
+- single answers: the camera move, the number of objects, the background kind, one softmax each.
+
+Any video is brought to the classifier's input first (`prepare`): resampled to its fps, resized
+to its size, its first `frames` frames taken (a shorter clip repeats its last frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.synthetic import BACKGROUNDS, CAMERAS, COLORS, MOTIONS, SHAPES, SIZES, SPEEDS
+from ..errors import InputError
+from ..video import Video
+
+# attribute -> (kind, values); "set": several may be present, "one": exactly one is
+ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "colors": ("set", tuple(COLORS)),
+    "shapes": ("set", SHAPES),
+    "sizes": ("set", tuple(SIZES)),
+    "motions": ("set", MOTIONS),
+    "speeds": ("set", SPEEDS),
+    "camera": ("one", CAMERAS),
+    "count": ("one", ("1", "2", "3")),
+    "background": ("one", BACKGROUNDS),
+}
+
+
+@dataclass
+class ClassifierConfig:
+    frames: int = 17
+    size: int = 64
+    fps: float = 8.0
+    widths: list = field(default_factory=lambda: [32, 64, 128, 256])  # one stage each, halving H and W
+    groups: int = 8
+
+    def __post_init__(self):
+        if self.size % 2 ** len(self.widths) or self.frames < 2:
+            raise InputError(f"classifier size must be a multiple of {2 ** len(self.widths)} and frames >= 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class Block(nn.Module):
+    """(2+1)D residual block: spatial 3x3 (stride 2), temporal 3, GroupNorm, SiLU."""
+
+    def __init__(self, cin: int, cout: int, groups: int):
+        super().__init__()
+        self.spatial = nn.Conv3d(cin, cout, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.norm1 = nn.GroupNorm(groups, cout)
+        self.temporal = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0))
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.skip = nn.Conv3d(cin, cout, 1, stride=(1, 2, 2))
+
+    def forward(self, x):
+        h = F.silu(self.norm1(self.spatial(x)))
+        return F.silu(self.norm2(self.temporal(h)) + self.skip(x))
+
+
+class VideoClassifier(nn.Module):
+    def __init__(self, config: ClassifierConfig | None = None):
+        super().__init__()
+        self.config = config = config or ClassifierConfig()
+        w = config.widths
+        self.stem = nn.Conv3d(3, w[0], 3, padding=1)
+        self.blocks = nn.Sequential(*[Block(a, b, config.groups) for a, b in zip([w[0], *w[:-1]], w)])
+        self.norm = nn.LayerNorm(w[-1])
+        self.heads = nn.ModuleDict({name: nn.Linear(w[-1], len(values)) for name, (_, values) in ATTRIBUTES.items()})
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.widths[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The video embedding (B, feature_dim) of clips (B, 3, T, H, W) in [-1, 1]."""
+        return self.norm(self.blocks(F.silu(self.stem(x))).mean(dim=(2, 3, 4)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per attribute: {name: (B, len(values))}."""
+        f = self.features(x)
+        return {name: head(f.float()) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> list[dict]:
+        """Per clip: {attribute: {"value": value or [values], "confidence": p}}. A set holds the
+        values with probability > 0.5 (at least the most likely one); its confidence is the
+        lowest certainty among all its yes/no decisions."""
+        out = []
+        logits = self(x)
+        for b in range(x.shape[0]):
+            reading = {}
+            for name, (kind, values) in ATTRIBUTES.items():
+                z = logits[name][b].float()
+                if kind == "one":
+                    p = z.softmax(-1)
+                    reading[name] = {"value": values[int(p.argmax())], "confidence": round(float(p.max()), 4)}
+                else:
+                    p = z.sigmoid()
+                    chosen = [v for v, q in zip(values, p) if q > 0.5] or [values[int(p.argmax())]]
+                    reading[name] = {"value": chosen, "confidence": round(float(torch.maximum(p, 1 - p).min()), 4)}
+            out.append(reading)
+        return out
+
+
+def targets(attributes: list[dict]) -> dict[str, torch.Tensor]:
+    """Training targets from clip attributes: multi-hot (B, n) floats for sets, (B,) class ids."""
+    out = {}
+    for name, (kind, values) in ATTRIBUTES.items():
+        if kind == "one":
+            key = {"count": lambda a: str(a["num_objects"])}.get(name, lambda a: a[name])
+            out[name] = torch.tensor([values.index(key(a)) for a in attributes])
+        else:
+            attr = {"colors": "color", "shapes": "shape", "sizes": "size", "motions": "motion", "speeds": "speed"}[name]
+            hot = torch.zeros(len(attributes), len(values))
+            for i, a in enumerate(attributes):
+                for o in a["objects"]:
+                    if o[attr] is not None:
+                        hot[i, values.index(o[attr])] = 1
+            out[name] = hot
+    return out
+
+
+def loss(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Mean over attributes of BCE (sets) or cross-entropy (single answers)."""
+    parts = {}
+    for name, (kind, _) in ATTRIBUTES.items():
+        fn = F.cross_entropy if kind == "one" else F.binary_cross_entropy_with_logits
+        parts[name] = fn(logits[name].float(), target[name].to(logits[name].device))
+    return sum(parts.values()) / len(parts), parts
+
+
+def accuracy(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per attribute, the fraction of clips read exactly right (a set must match as a whole)."""
+    acc = {}
+    for name, (kind, _) in ATTRIBUTES.items():
+        z, y = logits[name].float().cpu(), target[name]
+        if kind == "one":
+            acc[name] = float((z.argmax(-1) == y).float().mean())
+        else:
+            pred = (z > 0).float()
+            pred[torch.arange(len(z)), z.argmax(-1)] = 1  # never the empty set
+            acc[name] = float((pred == y).all(-1).float().mean())
+    return acc
+
+
+def prepare(video: Video, config: ClassifierConfig) -> torch.Tensor:
+    """A Video as the classifier's input (3, frames, size, size) in [-1, 1]."""
+    v = video.resample(config.fps).resize(config.size, config.size, "crop")
+    x = v.to_tensor()[:, : config.frames]
+    if x.shape[1] < config.frames:
+        x = torch.cat([x, x[:, -1:].expand(-1, config.frames - x.shape[1], -1, -1)], dim=1)
+    return x
+
+
+def describe(reading: dict) -> str:
+    """A caption written from a prediction: 'one red circle moving left; static camera; plain background'."""
+    n = reading["count"]["value"]
+    words = {"1": "one object", "2": "two objects", "3": "three objects"}[n]
+    parts = [f"{words}: {', '.join(reading['colors']['value'])} {'/'.join(reading['shapes']['value'])}",
+             f"{'/'.join(reading['sizes']['value'])} size",
+             f"motion {', '.join(reading['motions']['value'])} ({'/'.join(reading['speeds']['value'])})",
+             f"camera {reading['camera']['value']}", f"{reading['background']['value']} background"]
+    return "; ".join(parts)

@@ -1,0 +1,67 @@
+"""The video classifier: targets, accuracy, input preparation, and that it really learns."""
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.config import preset
+from kinema.data.synthetic import SyntheticClips
+from kinema.models import classifier
+from kinema.models.classifier import ATTRIBUTES, ClassifierConfig, VideoClassifier, prepare
+from kinema.video import Video
+
+SCENE = {"objects": [{"shape": "star", "color": "red", "size": "small", "motion": "left", "speed": "fast"},
+                     {"shape": "circle", "color": "blue", "size": "small", "motion": "still", "speed": None}],
+         "num_objects": 2, "camera": "pan-up", "background": "textured"}
+
+
+def test_targets_are_sets_and_classes():
+    t = classifier.targets([SCENE])
+    on = {name: [v for v, x in zip(ATTRIBUTES[name][1], t[name][0]) if x] for name in ("colors", "shapes", "sizes",
+                                                                                      "motions", "speeds")}
+    assert on == {"colors": ["red", "blue"], "shapes": ["circle", "star"], "sizes": ["small"],
+                  "motions": ["left", "still"], "speeds": ["fast"]}
+    assert ATTRIBUTES["camera"][1][t["camera"][0]] == "pan-up" and ATTRIBUTES["count"][1][t["count"][0]] == "2"
+
+
+def test_accuracy_needs_the_whole_set_right():
+    t = classifier.targets([SCENE, SCENE])
+    logits = {k: (v * 20 - 10) if v.dtype.is_floating_point else torch.nn.functional.one_hot(v, len(ATTRIBUTES[k][1])) * 10.0
+              for k, v in t.items()}
+    assert set(classifier.accuracy(logits, t).values()) == {1.0}
+    logits["colors"][0, 1] = 10.0  # clip 0 now also 'sees' yellow: its colour set is wrong
+    logits["camera"][1] = torch.tensor([10.0, 0, 0, 0, 0, 0, 0])
+    acc = classifier.accuracy(logits, t)
+    assert acc["colors"] == 0.5 and acc["camera"] == 0.5 and acc["shapes"] == 1.0
+
+
+def test_prepare_resamples_resizes_and_pads_in_time():
+    cfg = ClassifierConfig(frames=9, size=32, fps=8.0, widths=[8, 16])
+    frames = np.zeros((5, 48, 80, 3), np.uint8)
+    frames[-1] = 255
+    x = prepare(Video(frames, fps=4.0), cfg)  # 5 frames at 4 fps -> 9 at 8 fps
+    assert x.shape == (3, 9, 32, 32) and x[:, -1].min() == 1.0 and x[:, 0].max() == -1.0
+    x = prepare(Video(frames[3:], fps=8.0), cfg)  # 2 frames, too short: the last (white) one repeats
+    assert x.shape == (3, 9, 32, 32) and (x[:, 1:] == 1).all()
+
+
+def test_tiny_classifier_beats_chance_by_a_wide_margin_after_seconds_of_training():
+    torch.manual_seed(0)
+    cfg = preset("classifier", "tiny")
+    model = VideoClassifier(ClassifierConfig.from_dict({**cfg.model, "frames": 5, "size": 16}))
+    clips = SyntheticClips("train", frames=5, height=16, width=16)
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    for step in range(80):
+        batch = [clips[step * 16 + j] for j in range(16)]
+        loss, _ = classifier.loss(model(torch.stack([c.video.to_tensor() for c in batch])),
+                                  classifier.targets([c.attributes for c in batch]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    held = SyntheticClips("heldout", frames=5, height=16, width=16)
+    batch = [held[i] for i in range(128)]
+    with torch.no_grad():
+        acc = classifier.accuracy(model.eval()(torch.stack([c.video.to_tensor() for c in batch])),
+                                  classifier.targets([c.attributes for c in batch]))
+    print(acc)
+    assert acc["background"] > 0.8 and acc["count"] > 0.7  # chance: 1/3 each (count: 0.5 for the majority)
