@@ -114,8 +114,8 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         batch_size=16, lr=5e-4, warmup_steps=200, max_steps=12_000, ema_decay=0.999, latent_cache=8000,
         log_every=10, sample_every=250, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
-        "classifier", model={"widths": [8, 16], "groups": 4},
-        frames=5, height=16, width=16, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,
+        "classifier", model={"widths": [16, 32, 64], "groups": 4},
+        frames=5, height=32, width=32, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,
         log_every=5, sample_every=1000, checkpoint_every=1000),
     ("classifier", "shapes-64"): TrainConfig(
         "classifier", model={"widths": [32, 64, 128, 256]},
