@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import __version__
+from .config import COMPONENTS
 from .errors import KinemaError
 
 EXIT_USAGE = 2
@@ -77,7 +78,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("train", help="train a component on the procedural dataset",
                        description="Train a component from a named preset. The run folder gets model/ (the "
                                    "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
-    p.add_argument("component", choices=["autoencoder", "transformer"], help="what to train")
+    p.add_argument("component", choices=list(COMPONENTS), help="what to train")
     p.add_argument("--preset", required=True, help="recipe name: tiny (seconds, for tests) or shapes-64")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")

@@ -211,7 +211,7 @@ class ClassifierTask:
     def loss(self, model, batch, gen):
         x, target = batch
         loss, parts = classifier.loss(model(x), target)
-        return loss, {k: float(v) for k, v in parts.items()}
+        return loss, {k: v.item() for k, v in parts.items()}
 
     @torch.no_grad()
     def evaluate(self, model, split: str, n: int) -> dict[str, float]:
