@@ -92,6 +92,39 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("classify", help="read what a video shows with the video classifier",
+                       description="Predict a video's objects (colours, shapes, sizes, motions, speeds), camera move, "
+                                   "object count and background, with confidences and a caption written from them. "
+                                   "Any video is resampled and resized to the classifier's input; attributes read "
+                                   "with low confidence are reported as uncertain (the clip is probably unlike the "
+                                   "procedural dataset) rather than guessed silently.")
+    p.add_argument("video", help="video file (mp4, webm, gif, ...) or a folder of PNG frames")
+    p.add_argument("--model", help="classifier folder or training run (default: the shipped classifier)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every attribute and confidence")
+    _common(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="score a model: Fréchet distances, prompt adherence, temporal quality",
+                       description="Generate N clips from the captions of a split of the procedural dataset and "
+                                   "compare them with the N real clips those captions describe: fvd (Fréchet "
+                                   "distance of classifier features) with fvd_floor (the same between two real sets "
+                                   "of size N) and bootstrap deviations, fd_frames (per-frame, appearance only), "
+                                   "adherence per attribute (adherence_real is the ceiling), and temporal metrics.")
+    p.add_argument("--model", help="model folder or training run (default: the shipped model)")
+    p.add_argument("--num", type=int, default=256, help="clips per set, 2-2048 (default: 256)")
+    p.add_argument("--split", default="heldout", choices=["heldout", "compositions"],
+                   help="held-out clips, or held-out colour/shape compositions (default: heldout)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--classifier", help="classifier folder (default: the shipped classifier)")
+    p.add_argument("--i3d", metavar="PATH", help="also compute standard FVD with this local I3D TorchScript file "
+                                                 "(StyleGAN-V i3d_torchscript.pt layout); nothing is downloaded")
+    p.add_argument("--json", metavar="PATH", help="write every figure, with model, seed, N and timings, to PATH")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report with generated and real clip grids to DIR")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+
     ds = sub.add_parser("dataset", help="the built-in procedural dataset: preview or export clips",
                         description="The built-in procedural dataset of captioned clips.")
     _common(ds)
@@ -163,6 +196,44 @@ def cmd_train(args) -> None:
     if result["rank"] == 0:  # under torchrun, one report
         _emit(args, result, [f"trained {args.component} ({result['params']:,} parameters) to step {result['step']}; "
                              f"model in {result['model']}"])
+
+
+def cmd_classify(args) -> None:
+    from .models.classifier import classify, load_classifier
+    from .video import Video
+    t0 = time.perf_counter()
+    result = {"video": args.video, **classify(Video.read(args.video), load_classifier(args.model))}
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    lines = [result["caption"]]
+    lines += [f"  {name:10s} {r['value'] if isinstance(r['value'], str) else ', '.join(r['value']):24s} "
+              f"{r['confidence']:.0%}{'  (uncertain)' if name in result['uncertain'] else ''}"
+              for name, r in result["attributes"].items()]
+    if result["uncertain"]:
+        lines.append(f"uncertain: {', '.join(result['uncertain'])}; this clip looks unlike what the classifier knows")
+    _emit(args, result, lines)
+
+
+def cmd_eval(args) -> None:
+    from .eval_suite import check_num, evaluate, write_json, write_report
+    from .models.classifier import load_classifier
+    from .pipeline import load
+    check_num(args.num)  # cheap checks before loading anything
+    pipe = load(args.model)
+    result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=load_classifier(args.classifier),
+                      i3d=args.i3d, steps=args.steps, guidance=args.guidance)
+    result = {"model": args.model, **result}
+    if args.json:
+        write_json(result, args.json)
+    if args.report:
+        write_report(result, args.report)
+    print(f"fvd {result['fvd']:.2f} ± {result['fvd_std']:.2f} (real-vs-real floor {result['fvd_floor']:.2f} ± "
+          f"{result['fvd_floor_std']:.2f}); fd_frames {result['fd_frames']:.2f} (floor {result['fd_frames_floor']:.2f})")
+    print("adherence " + ", ".join(f"{k} {v:.0%} (real {result['adherence_real'][k]:.0%})"
+                                   for k, v in result["adherence"].items()))
+    print("temporal " + ", ".join(f"{k} {v} (real {result['temporal_real'][k]})" for k, v in result["temporal"].items()))
+    for what, path in (("json", args.json), ("report", args.report)):
+        if path:
+            print(f"wrote {what}: {path}")
 
 
 def cmd_dataset_preview(args) -> None:

@@ -16,13 +16,14 @@ to its size, its first `frames` frames taken (a shorter clip repeats its last fr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.synthetic import BACKGROUNDS, CAMERAS, COLORS, MOTIONS, SHAPES, SIZES, SPEEDS
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..video import Video
 
 # attribute -> (kind, values); "set": several may be present, "one": exactly one is
@@ -179,3 +180,59 @@ def describe(reading: dict) -> str:
              f"motion {', '.join(reading['motions']['value'])} ({'/'.join(reading['speeds']['value'])})",
              f"camera {reading['camera']['value']}", f"{reading['background']['value']} background"]
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ using a trained classifier
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "classifier"  # the shipped one
+UNSURE = 0.7  # below this confidence an attribute is reported as uncertain
+
+
+def load_classifier(path: str | Path | None = None) -> VideoClassifier:
+    """A trained classifier: the shipped one (path None), a classifier folder (config.json +
+    model.safetensors), a model folder holding classifier/, or a training run holding model/."""
+    from ..checkpoint import load_component
+
+    folder = ASSET if path is None else Path(path)
+    for candidate in (folder, folder / "classifier", folder / "model" / "classifier"):
+        if (candidate / "config.json").is_file():
+            folder = candidate
+            break
+    else:
+        raise CheckpointError(f"no classifier in {folder} (expected config.json and model.safetensors; "
+                              f"train one with `kinema train classifier`)")
+    return load_component(folder, lambda c: VideoClassifier(ClassifierConfig.from_dict(c))).eval()
+
+
+def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> dict:
+    """What the classifier reads in any video: {"attributes": {name: {"value", "confidence"}},
+    "caption", "uncertain": [names under `unsure`], "in_domain": no attribute is uncertain}."""
+    if video.num_frames < 1:
+        raise InputError("the video has no frames")
+    x = prepare(video, model.config).unsqueeze(0)
+    reading = model.predict(x)[0]
+    uncertain = [name for name, r in reading.items() if r["confidence"] < unsure]
+    return {"attributes": reading, "caption": describe(reading), "uncertain": uncertain,
+            "in_domain": not uncertain}
+
+
+@torch.no_grad()
+def classifier_features(model: VideoClassifier, videos: list[Video], batch: int = 32):
+    """Embeddings of videos: per clip (N, D), and per frame (N, T, D) from each frame alone (a
+    one-frame clip), which sees appearance but no motion (for the per-frame Fréchet distance)."""
+    clip_f, frame_f = [], []
+    for i in range(0, len(videos), batch):
+        x = torch.stack([prepare(v, model.config) for v in videos[i: i + batch]])
+        clip_f.append(model.features(x).float())
+        B, C, T, H, W = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(B * T, C, 1, H, W)
+        frame_f.append(model.features(frames).float().view(B, T, -1))
+    return torch.cat(clip_f).numpy(), torch.cat(frame_f).numpy()
+
+
+@torch.no_grad()
+def readings(model: VideoClassifier, videos: list[Video], batch: int = 32) -> list[dict]:
+    """`predict` for a list of videos of any size."""
+    out = []
+    for i in range(0, len(videos), batch):
+        out += model.predict(torch.stack([prepare(v, model.config) for v in videos[i: i + batch]]))
+    return out

@@ -1,0 +1,79 @@
+"""`kinema eval` and `kinema classify` end to end on tiny trained models, and their bad inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from kinema.cli import main
+from kinema.config import preset
+from kinema.eval_suite import evaluate
+from kinema.models.classifier import classify, load_classifier
+from kinema.pipeline import load
+from kinema.train import train
+from kinema.video import Video
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    train("autoencoder", preset("autoencoder", "tiny"), root / "ae", max_steps=10, progress=False)
+    t2v = preset("transformer", "tiny").override(["frames=5", "height=32", "width=32"])
+    train("transformer", t2v, root / "t2v", max_steps=4, autoencoder=root / "ae", progress=False)
+    train("classifier", preset("classifier", "tiny"), root / "clf", max_steps=10, progress=False)
+    return root
+
+
+def test_eval_writes_every_figure_and_a_report(runs, tmp_path, capsys):
+    report, out = tmp_path / "report", tmp_path / "eval.json"
+    code = main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", "4",
+                 "--steps", "2", "--json", str(out), "--report", str(report)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    for key in ("fvd", "fvd_std", "fvd_floor", "fvd_floor_std", "fd_frames", "fd_frames_floor", "adherence",
+                "adherence_real", "temporal", "temporal_real", "num", "seed", "split", "model", "seconds"):
+        assert key in result, key
+    assert set(result["adherence"]) >= {"colors", "shapes", "motions", "camera"}
+    assert set(result["temporal"]) >= {"flicker", "smoothness", "dynamic_degree", "subject_consistency"}
+    assert result["num"] == 4 and result["fvd"] >= 0 and result["fvd_floor"] >= 0
+    page = (report / "index.html").read_text()
+    assert "fvd_floor" in page and (report / "generated.png").is_file() and (report / "real.png").is_file()
+
+
+def test_real_sets_score_themselves_perfectly(runs):
+    clf = load_classifier(runs / "clf")
+    result = evaluate(None, num=6, classifier=clf, progress=False)
+    assert "fvd" not in result and result["fvd_floor"] > 0  # two different real sets: not zero
+    assert "adherence_real" in result
+
+
+def test_eval_bad_input(runs, tmp_path, capsys):
+    for num in ("1", "5000"):
+        code = main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", num])
+        err = capsys.readouterr().err
+        assert code == 2 and "--num must be between 2 and" in err and err.count("\n") == 1
+    no_t = tmp_path / "noT"
+    shutil.copytree(runs / "t2v" / "model", no_t)
+    shutil.rmtree(no_t / "transformer")
+    code = main(["eval", "--model", str(no_t), "--classifier", str(runs / "clf"), "--num", "4"])
+    assert code == 2 and "no transformer" in capsys.readouterr().err
+
+
+def test_classify_reads_a_video_and_flags_what_it_does_not_know(runs, tmp_path, capsys):
+    clf = load_classifier(runs / "clf")
+    noise = Video(np.random.default_rng(0).integers(0, 256, (9, 40, 56, 3), dtype=np.uint8), 8.0)
+    reading = classify(noise, clf, unsure=1.01)  # nothing is certain enough at this bar
+    assert not reading["in_domain"] and set(reading["uncertain"]) == set(reading["attributes"])
+    path = tmp_path / "clip.mp4"
+    noise.save(path)
+    assert main(["classify", str(path), "--model", str(runs / "clf"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["caption"] and "colors" in out["attributes"] and 0 <= out["attributes"]["camera"]["confidence"] <= 1
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00not a video")
+    code = main(["classify", str(bad), "--model", str(runs / "clf")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    code = main(["classify", str(path), "--model", str(tmp_path / "nowhere")])
+    assert code == 2 and "no classifier" in capsys.readouterr().err
