@@ -1,8 +1,8 @@
 """The video classifier: reads every attribute of a procedural clip, and embeds any video.
 
-A small (2+1)D residual network (Tran et al., 2018): each block is a 3x3 spatial convolution
-(strided to halve the size) then a 3-tap temporal convolution, so motion is seen at every
-scale. Global average pooling over (T, H, W) gives the video embedding (`features`), which
+A small (2+1)D residual network (Tran et al., 2018): a strided 3x4x4 stem halves the frame,
+then each block is a 3x3 spatial convolution (strided to halve the size again) and a 3-tap
+temporal convolution, so motion is seen at every scale. Global average pooling over (T, H, W) gives the video embedding (`features`), which
 kinema's Fréchet distances are computed on; one linear head per attribute reads it:
 
 - sets (a clip holds 1-3 objects): which colours, shapes, sizes, motions and speeds are present,
@@ -26,7 +26,8 @@ from ..data.synthetic import BACKGROUNDS, CAMERAS, COLORS, MOTIONS, SHAPES, SIZE
 from ..errors import CheckpointError, InputError
 from ..video import Video
 
-# attribute -> (kind, values); "set": several may be present, "one": exactly one is
+# attribute -> (kind, values); "set": several may be present, "one": exactly one is.
+# Sets hold at least one value, except `speeds`: a clip whose objects all stay still has none.
 ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     "colors": ("set", tuple(COLORS)),
     "shapes": ("set", SHAPES),
@@ -37,6 +38,7 @@ ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     "count": ("one", ("1", "2", "3")),
     "background": ("one", BACKGROUNDS),
 }
+MAY_BE_EMPTY = {"speeds"}
 
 
 @dataclass
@@ -48,8 +50,8 @@ class ClassifierConfig:
     groups: int = 8
 
     def __post_init__(self):
-        if self.size % 2 ** len(self.widths) or self.frames < 2:
-            raise InputError(f"classifier size must be a multiple of {2 ** len(self.widths)} and frames >= 2")
+        if self.size % 2 ** (len(self.widths) + 1) or self.frames < 2:
+            raise InputError(f"classifier size must be a multiple of {2 ** (len(self.widths) + 1)} and frames >= 2")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +83,7 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.config = config = config or ClassifierConfig()
         w = config.widths
-        self.stem = nn.Conv3d(3, w[0], 3, padding=1)
+        self.stem = nn.Conv3d(3, w[0], (3, 4, 4), stride=(1, 2, 2), padding=1)  # halves H, W: full size is costly
         self.blocks = nn.Sequential(*[Block(a, b, config.groups) for a, b in zip([w[0], *w[:-1]], w)])
         self.norm = nn.LayerNorm(w[-1])
         self.heads = nn.ModuleDict({name: nn.Linear(w[-1], len(values)) for name, (_, values) in ATTRIBUTES.items()})
@@ -115,7 +117,9 @@ class VideoClassifier(nn.Module):
                     reading[name] = {"value": values[int(p.argmax())], "confidence": round(float(p.max()), 4)}
                 else:
                     p = z.sigmoid()
-                    chosen = [v for v, q in zip(values, p) if q > 0.5] or [values[int(p.argmax())]]
+                    chosen = [v for v, q in zip(values, p) if q > 0.5]
+                    if not chosen and name not in MAY_BE_EMPTY:
+                        chosen = [values[int(p.argmax())]]
                     reading[name] = {"value": chosen, "confidence": round(float(torch.maximum(p, 1 - p).min()), 4)}
             out.append(reading)
         return out
@@ -157,7 +161,8 @@ def accuracy(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -
             acc[name] = float((z.argmax(-1) == y).float().mean())
         else:
             pred = (z > 0).float()
-            pred[torch.arange(len(z)), z.argmax(-1)] = 1  # never the empty set
+            if name not in MAY_BE_EMPTY:  # never the empty set
+                pred[torch.arange(len(z)), z.argmax(-1)] = 1
             acc[name] = float((pred == y).all(-1).float().mean())
     return acc
 
@@ -172,12 +177,14 @@ def prepare(video: Video, config: ClassifierConfig) -> torch.Tensor:
 
 
 def describe(reading: dict) -> str:
-    """A caption written from a prediction: 'one red circle moving left; static camera; plain background'."""
+    """A caption written from a prediction, e.g. 'one object: red circle; medium size; motion left (fast);
+    camera static; plain background'."""
     n = reading["count"]["value"]
     words = {"1": "one object", "2": "two objects", "3": "three objects"}[n]
     parts = [f"{words}: {', '.join(reading['colors']['value'])} {'/'.join(reading['shapes']['value'])}",
              f"{'/'.join(reading['sizes']['value'])} size",
-             f"motion {', '.join(reading['motions']['value'])} ({'/'.join(reading['speeds']['value'])})",
+             f"motion {', '.join(reading['motions']['value'])}"
+             + (f" ({'/'.join(reading['speeds']['value'])})" if reading["speeds"]["value"] else ""),
              f"camera {reading['camera']['value']}", f"{reading['background']['value']} background"]
     return "; ".join(parts)
 
