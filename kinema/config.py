@@ -73,7 +73,8 @@ class TrainConfig:
                 out["model"] = {**out["model"], key[6:]: _parse(value)}
                 continue
             if not sep or key not in types or types[key] in (dict, tuple):
-                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; settings: "
+                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; "
+                                 f"settings: "
                                  f"{', '.join(k for k, t in types.items() if t not in (dict, tuple))}")
             try:
                 out[key] = (value.lower() in ("1", "true", "yes")) if types[key] is bool else types[key](value)

@@ -1,6 +1,7 @@
 """Evaluation. For now a simple, transparent reading of what a clip shows: the colour of its
-saturated pixels, the direction their centroid moves, and the shape their outline has. The evaluation issue brings the video
-classifier, Fréchet distances and temporal metrics; this reader is its sanity baseline.
+saturated pixels, the direction their centroid moves, and the shape their outline has. The
+evaluation issue brings the video classifier, Fréchet distances and temporal metrics; this
+reader is its sanity baseline.
 """
 
 from __future__ import annotations
