@@ -41,6 +41,8 @@ class TrainConfig:
     # transformer only
     caption_dropout: float = 0.1
     latent_cache: int = 0  # >0: encode this many clips once and train on their cached latents
+    per_frame_t: float = 0.0  # fraction of samples whose latent frames get independent noise levels
+    motion_weight: float = 0.0  # >0: weight the loss towards positions that change over time (flow.motion_weight)
     sample_steps: int = 16
     sample_guidance: float = 4.0
     # bookkeeping
