@@ -57,7 +57,8 @@ def main():
         if (step + 1) % max(1, args.steps // 4) == 0:
             curve.append({"step": step + 1, "psnr": round(heldout_psnr(model, heldout), 2),
                           "seconds": round(time.perf_counter() - t0)})
-            print(f"step {step + 1}: held-out PSNR {curve[-1]['psnr']:.2f} dB after {curve[-1]['seconds']} s", flush=True)
+            point = curve[-1]
+            print(f"step {point['step']}: held-out PSNR {point['psnr']:.2f} dB after {point['seconds']} s", flush=True)
     print(json.dumps({"benchmark": "autoencoder_recipes", **vars(args), "curve": curve}))
 
 

@@ -34,10 +34,12 @@ def main():
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     x2, conv2 = torch.randn(36, 64, 32, 32), torch.nn.Conv2d(64, 64, 3, padding=1)
     x3, conv3 = torch.randn(4, 64, 11, 32, 32), torch.nn.Conv3d(64, 64, 3, padding=(0, 1, 1))
-    cases = {
+    cases = {  # name: (make a timed call for (dtype, channels-last), FLOPs of one call)
         "matmul 1024": (lambda dt, cl: _matmul(a, b, dt), 2 * 1024 ** 3),
-        "conv2d 3x3": (lambda dt, cl: _conv(conv2, x2, dt, torch.channels_last if cl else None), 2 * 36 * 64 * 64 * 9 * 32 * 32),
-        "conv3d 3x3x3": (lambda dt, cl: _conv(conv3, x3, dt, torch.channels_last_3d if cl else None), 2 * 4 * 9 * 64 * 64 * 27 * 32 * 32),
+        "conv2d 3x3": (lambda dt, cl: _conv(conv2, x2, dt, torch.channels_last if cl else None),
+                       2 * 36 * 64 * 64 * 9 * 32 * 32),
+        "conv3d 3x3x3": (lambda dt, cl: _conv(conv3, x3, dt, torch.channels_last_3d if cl else None),
+                         2 * 4 * 9 * 64 * 64 * 27 * 32 * 32),
     }
     result = {"threads": torch.get_num_threads(), "gflops": {}}
     for name, (make, flops) in cases.items():
@@ -46,7 +48,8 @@ def main():
                 key = f"{name}{' channels-last' if cl else ''} {str(dt).split('.')[1]}"
                 result["gflops"][key] = gflops(make(dt, cl), flops, args.repeat)
                 print(f"{key:40s} {result['gflops'][key]:8.1f} GFLOP/s")
-    result["matmul_peak_gflops"] = max(result["gflops"]["matmul 1024 bfloat16"], result["gflops"]["matmul 1024 float32"])
+    g = result["gflops"]
+    result["matmul_peak_gflops"] = max(g["matmul 1024 bfloat16"], g["matmul 1024 float32"])
     print(json.dumps(result))
 
 

@@ -4,7 +4,8 @@
 
 For every colour x direction (6 x 8 = 48 prompts, shapes cycling) it generates clips and reads
 them with `kinema.evaluate.read_clip` (hue of the saturated pixels, motion of their centroid,
-fill of their bounding box for the shape).
+fill of their bounding box for the shape). `travel` is the mean distance the object's centroid
+went along the prompted direction, in frame sides (a graded view of direction: 0 = no motion).
 The same reader on real clips with the same attributes gives the ceiling. The evaluation issue
 replaces this reader with the trained classifier; this stays as its sanity baseline.
 Also writes a grid of generated clips for prompts of every colour, shape and motion.
@@ -36,7 +37,7 @@ def main():
     prompts = [f"a {c} {s} moves {d.replace('-', ' and to the ') if '-' in d else d}" for c, s, d in cases]
     # e.g. "a red circle moves left", "a yellow star moves up and to the right"
     t0 = time.perf_counter()
-    gen, real = ({k: 0 for k in ("color", "shape", "direction", "all")} for _ in range(2))
+    gen, real = ({k: 0 for k in ("color", "shape", "direction", "all", "travel")} for _ in range(2))
     n = 0
     for seed in range(args.seeds):
         videos = pipe.generate(prompts, steps=args.steps, guidance=args.guidance, seed=seed, progress=False)
@@ -50,6 +51,9 @@ def main():
                 tally["shape"] += r["shape"] == s
                 tally["direction"] += r["direction"] == d
                 tally["all"] += r["color"] == c and r["shape"] == s and r["direction"] == d
+                if r["travel"] is not None:  # how far the object went the prompted way (frame sides)
+                    ux, uy = np.array(DIRECTIONS[d]) / np.hypot(*DIRECTIONS[d])
+                    tally["travel"] += r["travel"][0] * ux + r["travel"][1] * uy
             n += 1
     result = {"benchmark": "t2v_adherence", "model": args.model, "clips": n, "steps": args.steps or pipe.defaults["steps"],
               "generated": {k: round(v / n, 3) for k, v in gen.items()},
@@ -58,7 +62,8 @@ def main():
                          "direction": round(1 / len(DIRECTIONS), 3)},
               "seconds": round(time.perf_counter() - t0, 1)}
     print(", ".join(f"{k} {result['generated'][k]:.0%} (real {result['real_ceiling'][k]:.0%})"
-                    for k in ("color", "shape", "direction", "all")) + f" over {n} clips")
+                    for k in ("color", "shape", "direction", "all")) + f" over {n} clips; travel along the "
+          f"prompted direction {result['generated']['travel']:.2f} frame sides (real {result['real_ceiling']['travel']:.2f})")
     print(json.dumps(result))
     if args.grid:
         grid = [grid_prompt(i, m) for i, m in enumerate(MOTIONS)]

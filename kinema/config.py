@@ -41,6 +41,8 @@ class TrainConfig:
     # transformer only
     caption_dropout: float = 0.1
     latent_cache: int = 0  # >0: encode this many clips once and train on their cached latents
+    per_frame_t: float = 0.0  # fraction of samples whose latent frames get independent noise levels
+    motion_weight: float = 0.0  # >0: weight the loss towards positions that change over time (flow.motion_weight)
     sample_steps: int = 16
     sample_guidance: float = 4.0
     # bookkeeping
@@ -73,7 +75,8 @@ class TrainConfig:
                 out["model"] = {**out["model"], key[6:]: _parse(value)}
                 continue
             if not sep or key not in types or types[key] in (dict, tuple):
-                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; settings: "
+                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; "
+                                 f"settings: "
                                  f"{', '.join(k for k, t in types.items() if t not in (dict, tuple))}")
             try:
                 out[key] = (value.lower() in ("1", "true", "yes")) if types[key] is bool else types[key](value)

@@ -1,6 +1,7 @@
 """Evaluation. For now a simple, transparent reading of what a clip shows: the colour of its
-saturated pixels, the direction their centroid moves, and the shape their outline has. The evaluation issue brings the video
-classifier, Fréchet distances and temporal metrics; this reader is its sanity baseline.
+saturated pixels, the direction their centroid moves, and the shape their outline has. The
+evaluation issue brings the video classifier, Fréchet distances and temporal metrics; this
+reader is its sanity baseline.
 """
 
 from __future__ import annotations
@@ -41,22 +42,25 @@ def read_shape(mask: np.ndarray) -> str | None:
 
 
 def read_clip(frames: np.ndarray, min_move: float = 0.06) -> dict:
-    """{'color', 'shape', 'direction', 'coverage'} of a clip (uint8 (T, H, W, 3)) with one main
-    object. direction is one of 8 compass names, or 'still' if the centroid moves less than
-    `min_move` of the frame's shorter side; shape is the most common per-frame reading (objects
-    that spin are read wrong); None where no saturated pixel is found."""
+    """{'color', 'shape', 'direction', 'travel', 'coverage'} of a clip (uint8 (T, H, W, 3)) with
+    one main object. travel is the centroid's (dx, dy) from first to last frame in units of the
+    frame's shorter side (y down); direction is its compass name (8 sectors), or 'still' under
+    `min_move`; shape is the most common per-frame reading (objects that spin are read wrong);
+    None where no saturated pixel is found."""
     mask = saturated_mask(frames)
     coverage = float(mask.mean())
     if mask.sum() == 0 or not mask[0].any() or not mask[-1].any():
-        return {"color": None, "shape": None, "direction": None, "coverage": coverage}
+        return {"color": None, "shape": None, "direction": None, "travel": None, "coverage": coverage}
     color = nearest_color(frames[mask].astype(np.float32).mean(0))
     shapes = [s for s in map(read_shape, mask) if s is not None]
     shape = max(set(shapes), key=shapes.count) if shapes else None
     ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]
     cx = [(xs * m).sum() / m.sum() for m in (mask[0], mask[-1])]
     cy = [(ys * m).sum() / m.sum() for m in (mask[0], mask[-1])]
-    dx, dy = cx[1] - cx[0], cy[1] - cy[0]
-    if np.hypot(dx, dy) < min_move * min(frames.shape[1:3]):
-        return {"color": color, "shape": shape, "direction": "still", "coverage": coverage}
+    side = min(frames.shape[1:3])
+    dx, dy = (cx[1] - cx[0]) / side, (cy[1] - cy[0]) / side
+    travel = (round(float(dx), 4), round(float(dy), 4))
+    if np.hypot(dx, dy) < min_move:
+        return {"color": color, "shape": shape, "direction": "still", "travel": travel, "coverage": coverage}
     sector = int(round(np.arctan2(dy, dx) / (np.pi / 4))) % 8
-    return {"color": color, "shape": shape, "direction": SECTORS[sector], "coverage": coverage}
+    return {"color": color, "shape": shape, "direction": SECTORS[sector], "travel": travel, "coverage": coverage}

@@ -7,6 +7,7 @@ The loop in train.py does everything else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path
 from .config import TrainConfig
-from .data.synthetic import SyntheticClips
-from .diffusion.flow import add_noise, drop_captions, flow_loss, sample_training_t
+from .data.synthetic import DATASET_VERSION, SyntheticClips
+from .diffusion.flow import add_noise, drop_captions, flow_loss, motion_weight, sample_training_t
 from .errors import InputError
 from .models import classifier
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
@@ -123,7 +124,8 @@ class TransformerTask:
 
     def _latent_cache(self, folder: Path, n: int):
         key = {"n": n, "data_seed": self.cfg.data_seed, "frames": self.cfg.frames, "height": self.cfg.height,
-               "width": self.cfg.width, "fps": self.cfg.fps}
+               "width": self.cfg.width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
+               "autoencoder": _weights_digest(self.ae)}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
         if meta_path.is_file() and data_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
             return load_file(str(data_path))["latents"], json.loads(meta_path.read_text())["captions"]
@@ -164,10 +166,15 @@ class TransformerTask:
         states, mask = self.text.encode(drop_captions(captions, self.cfg.caption_dropout, gen))
         B, _, T, H, W = x0.shape
         tokens = T * H * W // self.model.config.patch ** 2
-        t = sample_training_t(B, T, tokens, gen).to(x0.device)
+        t = sample_training_t(B, T, tokens, gen)
+        if self.cfg.per_frame_t > 0:  # some samples get a noise level per frame (diffusion forcing)
+            mixed = torch.rand(B, 1, generator=gen) < self.cfg.per_frame_t
+            t = torch.where(mixed, sample_training_t(B, T, tokens, gen, per_frame=True), t)
+        t = t.to(x0.device)
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         pred = model(add_noise(x0, noise, t), t, states, mask)
-        return flow_loss(pred, x0, noise), {}
+        weight = motion_weight(x0, self.cfg.motion_weight) if self.cfg.motion_weight > 0 else None
+        return flow_loss(pred, x0, noise, weight=weight), {}
 
     @torch.no_grad()
     def sample(self, model, path: Path) -> None:
@@ -245,6 +252,15 @@ class ClassifierTask:
 
     def index(self) -> dict:
         return {}
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """A short hash of a model's weights: cached latents are only valid for the encoder that made them."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 TASKS = {"autoencoder": AutoencoderTask, "transformer": TransformerTask, "classifier": ClassifierTask}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kinema.data.synthetic import COLORS, DIRECTIONS, SHAPES, SIZES, render
+from kinema.data.synthetic import COLORS, DIRECTIONS, SHAPES, SIZES, TRAVEL, render
 from kinema.evaluate import read_clip
 
 
@@ -15,6 +15,9 @@ def test_reader_recovers_colour_and_direction_of_real_clips(motion):
                  "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][i % 3]}
         r = read_clip(render(attrs, np.random.default_rng(i), 17, 64, 64, 8.0))
         assert (r["color"], r["direction"]) == (color, motion)
+        ux, uy = np.array(DIRECTIONS.get(motion, (0, 0))) / np.hypot(*DIRECTIONS.get(motion, (1, 0)))
+        expected = 0.0 if motion == "still" else TRAVEL["slow"] * 2.0  # 17 frames at 8 fps: 2 seconds
+        assert abs(r["travel"][0] * ux + r["travel"][1] * uy - expected) < 0.03
 
 
 @pytest.mark.parametrize("shape", SHAPES)

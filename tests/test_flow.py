@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 
 from kinema.diffusion.flow import (
-    EMA, add_noise, drop_captions, flow_loss, logit_normal, sample_training_t, shift_for_tokens, shift_timesteps,
-    velocity)
+    EMA, add_noise, drop_captions, flow_loss, logit_normal, motion_weight, sample_training_t, shift_for_tokens,
+    shift_timesteps, velocity)
 from kinema.diffusion.sampling import cfg, euler, heun, timesteps
 from kinema.errors import KinemaError
 
@@ -84,6 +84,25 @@ def test_flow_loss_zero_for_exact_velocity_and_ignores_masked_frames():
     z = flow_loss(p, x0, eps, torch.zeros(2, 4, dtype=torch.bool))
     z.backward()
     assert z.item() == 0 and p.grad is not None and p.grad.abs().sum() == 0
+
+
+def test_motion_weight_favours_what_moves():
+    x0 = torch.zeros(1, 2, 5, 8, 8)
+    x0[:, :, :, 0, 0] = 3.0  # a constant "background" feature: does not count as motion
+    assert torch.allclose(motion_weight(x0 + 0.0, 3.0), torch.ones(1, 5, 8, 8))  # nothing moves: plain mean
+    for t in range(5):  # a blob stepping right one position per frame
+        x0[:, :, t, 4, 2 + t] = 1.0
+    w = motion_weight(x0, 3.0)
+    on_path, off_path = w[0, :, 4, 2:7], w[0, :, 0:3, :]
+    assert on_path.min() > 1.5 and torch.allclose(off_path, torch.ones_like(off_path))
+    assert w.mean().item() == pytest.approx(4.0)  # 1 + strength on average, by construction
+    # as a loss weight: an error on the path costs more than the same error off it
+    eps, v = torch.zeros_like(x0), velocity(x0, torch.zeros_like(x0))
+    a, b = v.clone(), v.clone()
+    a[:, :, 2, 4, 4] += 1
+    b[:, :, 2, 0, 7] += 1
+    assert flow_loss(a, x0, eps, weight=w) > 2 * flow_loss(b, x0, eps, weight=w)
+    assert flow_loss(a, x0, eps) == flow_loss(b, x0, eps)
 
 
 def test_timesteps_go_from_one_to_zero_and_shift():

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -137,7 +138,6 @@ def test_generate_rejects_bad_requests(t2v_run, kwargs, needle):
 def test_missing_corrupt_and_incompatible_checkpoints(tmp_path, t2v_run):
     with pytest.raises(CheckpointError, match="no such"):
         load(tmp_path / "nope")
-    import shutil
     bad = tmp_path / "bad"
     shutil.copytree(t2v_run / "model", bad)
     (bad / "transformer" / "model.safetensors").write_bytes(b"garbage")
@@ -194,3 +194,11 @@ def test_latent_cache_is_built_once_and_reused(tmp_path, ae_run):
     train("transformer", cfg, tmp_path / "t", max_steps=5, autoencoder=ae_run, resume=True, progress=False)
     assert cache.stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "t/model/train_state/state.json").read_text())["step"] == 5
+    # latents from another autoencoder are stale: a run with a retrained one re-encodes the clips
+    other = tmp_path / "ae2"
+    shutil.copytree(ae_run, other)
+    train("autoencoder", preset("autoencoder", "tiny"), other, max_steps=32, resume=True, progress=False)
+    shutil.copytree(tmp_path / "t" / "cache", tmp_path / "t2" / "cache")
+    train("transformer", cfg, tmp_path / "t2", max_steps=1, autoencoder=other, progress=False)
+    fresh = load_file(str(tmp_path / "t2" / "cache" / "latents.safetensors"))["latents"]
+    assert fresh.shape == latents.shape and not torch.equal(fresh, latents)

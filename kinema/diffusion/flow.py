@@ -89,20 +89,32 @@ def velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 
 def flow_loss(pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
-              loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+              loss_mask: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error to the velocity, averaged over channels and then over the latent
     positions where `loss_mask` ((B, T_lat) or (B, T_lat, H, W), True = counts) is True; condition
-    frames are masked out. Returns a scalar; a mask that selects nothing gives a zero with grad."""
+    frames are masked out. `weight` (B, T_lat, H, W), if given, makes it a weighted mean over
+    positions. Returns a scalar; a mask that selects nothing gives a zero with grad."""
     err = (pred.float() - velocity(x0, noise).float()).pow(2).mean(1)  # (B, T, H, W)
-    if loss_mask is None:
-        return err.mean()
-    mask = loss_mask.bool()
-    if mask.ndim == 2:
-        mask = mask[:, :, None, None]
-    mask = mask.expand_as(err)
-    if not mask.any():
+    w = torch.ones_like(err) if weight is None else weight.float().expand_as(err)
+    if loss_mask is not None:
+        mask = loss_mask.bool()
+        w = w * (mask[:, :, None, None] if mask.ndim == 2 else mask).expand_as(err)
+    if not w.any():
         return pred.sum() * 0
-    return torch.where(mask, err, 0).sum() / mask.sum()
+    return (w * err).sum() / w.sum()
+
+
+def motion_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-position loss weights (B, T_lat, H, W) that favour where the video changes:
+
+        d = mean_c |x0 - mean_t x0|,    w = 1 + strength * d / mean(d)   (per clip)
+
+    A static background has d ~ 0; a moving object has large d along its path. Small moving
+    objects are a tiny share of the positions, so a plain mean lets the loss (and training) be
+    dominated by backgrounds that any model copies from frame to frame; this tilts it towards
+    motion. It biases the learned field towards the high-d content, by design; strength 0 = plain."""
+    d = (x0.float() - x0.float().mean(2, keepdim=True)).abs().mean(1)  # (B, T, H, W)
+    return 1 + strength * d / d.mean((1, 2, 3), keepdim=True).clamp(min=1e-6)
 
 
 def drop_captions(captions: list[str], p: float = 0.1, generator: torch.Generator | None = None) -> list[str]:

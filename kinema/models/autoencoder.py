@@ -14,7 +14,7 @@ so a still image (T = 1) and a video share one latent space.
    space-to-channel (or time-to-channel) rearrangement averaged down to the output width, and
    every up-sampling the inverse (channels duplicated, then channel-to-space). A fresh model
    starts near "block average, then upsample" instead of "predict the mean colour", which makes
-   a 4x8x8 compressing autoencoder far quicker to train (measured in the issue-4 note).
+   a 4x8x8 compressing autoencoder far quicker to train (benchmarks/autoencoder_recipes.py).
 5. Chunked encode and decode: the time axis is processed a chunk at a time, every causal
    convolution carrying its last kt - 1 input frames to the next chunk (the feature cache), so
    memory stays flat and the result equals processing the whole video at once.
@@ -132,7 +132,8 @@ class TimeDown(nn.Module):
         self.shortcut = shortcut  # + the mean of each pair
 
     def _mix(self, folded):
-        return add_shortcut(self.mix(folded), channel_average(folded, folded.shape[1] // 2) if self.shortcut else None)
+        short = channel_average(folded, folded.shape[1] // 2) if self.shortcut else None
+        return add_shortcut(self.mix(folded), short)
 
     def forward(self, x, cache=None):
         first = cache is None or id(self) not in cache
@@ -174,7 +175,8 @@ class SpaceDown(nn.Module):
         self.cout, self.shortcut = cout, shortcut  # + space-to-channel, averaged down to cout
 
     def _down(self, f):
-        return add_shortcut(self.conv(f), channel_average(F.pixel_unshuffle(f, 2), self.cout) if self.shortcut else None)
+        short = channel_average(F.pixel_unshuffle(f, 2), self.cout) if self.shortcut else None
+        return add_shortcut(self.conv(f), short)
 
     def forward(self, x, cache=None):
         return per_frame(self._down, x)
@@ -216,7 +218,8 @@ class VideoAutoencoder(nn.Module):
         sc = c.shortcuts
         enc = [CausalConv3d(3 * c.patch**2, ch[f], kt[f])]
         for i in range(f, 3):  # down in space at every level, in time at the last two
-            enc += [ResBlock(ch[i], ch[i], kt[i]), SpaceDown(ch[i], ch[i + 1], sc)] + ([TimeDown(ch[i + 1], sc)] if i else [])
+            enc += [ResBlock(ch[i], ch[i], kt[i]), SpaceDown(ch[i], ch[i + 1], sc)]
+            enc += [TimeDown(ch[i + 1], sc)] if i else []
         self.encoder = Sequence(enc + [ResBlock(ch[3], ch[3], kt[3]), ResBlock(ch[3], ch[3], kt[3])])
         self.enc_out = nn.Sequential(nn.GroupNorm(min(8, ch[3]), ch[3]), nn.SiLU())
         self.to_moments = CausalConv3d(ch[3], 2 * c.latent_channels, kt[3])
