@@ -84,7 +84,9 @@ def build_parser() -> Parser:
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (default: the preset's)")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of this sitting")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out where it stopped, with the recipe it was started with "
+                        "(--set given now still applies on top)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
                         "setting, e.g. --set model.patch=1 --set model.dim=384 (repeatable)")
@@ -189,8 +191,13 @@ def cmd_generate(args) -> None:
 
 def cmd_train(args) -> None:
     from .config import preset
-    from .train import train
-    cfg = preset(args.component, args.preset).override(args.set)
+    from .errors import InputError
+    from .train import stored_config, train
+    stored = stored_config(args.out) if args.resume else None
+    if stored is not None and stored.component != args.component:
+        raise InputError(f"{args.out} is a run of the {stored.component}, not the {args.component}")
+    # resuming continues the run's own recipe (plus any --set given now), whatever the preset says today
+    cfg = (stored or preset(args.component, args.preset)).override(args.set)
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
     if result["rank"] == 0:  # under torchrun, one report

@@ -71,6 +71,18 @@ def _pack(model, ema: EMA, opt, gen: torch.Generator, step: int, elapsed: float,
     return tensors, meta
 
 
+def stored_config(out: str | Path) -> TrainConfig | None:
+    """The recipe a run in `out` was checkpointed with (None if there is no checkpoint): resuming
+    continues that recipe, not whatever the preset says today."""
+    path = Path(out) / "model" / "train_state" / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text())["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} is unreadable ({e}); the run cannot be resumed") from e
+
+
 def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({"decay": ema.decay, "warmup": ema.warmup, "num_updates": meta["ema_updates"],

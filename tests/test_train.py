@@ -117,6 +117,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert json.loads((tmp_path / "r/model/train_state/state.json").read_text())["step"] == 4
 
 
+def test_cli_resume_continues_the_runs_own_recipe(tmp_path, capsys):
+    run = str(tmp_path / "r")
+    base = ["train", "autoencoder", "--preset", "tiny", "--out", run, "--json"]
+    assert main([*base, "--max-steps", "2", "--set", "lr=0.0011"]) == 0
+    assert main([*base, "--max-steps", "3", "--resume"]) == 0  # no --set: still lr 0.0011, not the preset's
+    state = json.loads((tmp_path / "r/model/train_state/state.json").read_text())
+    assert state["step"] == 3 and state["config"]["lr"] == 0.0011
+    assert main([*base, "--max-steps", "4", "--resume", "--set", "grad_clip=0.5"]) == 0  # --set applies on top
+    state = json.loads((tmp_path / "r/model/train_state/state.json").read_text())
+    assert state["step"] == 4 and state["config"]["lr"] == 0.0011 and state["config"]["grad_clip"] == 0.5
+    capsys.readouterr()
+    code = main(["train", "transformer", "--preset", "tiny", "--out", run, "--resume"])
+    assert code == 2 and "is a run of the autoencoder" in capsys.readouterr().err
+
+
 def test_training_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, ae_run):
     with pytest.raises(InputError, match="--resume"):
         train("autoencoder", preset("autoencoder", "tiny"), ae_run, max_steps=1, progress=False)
