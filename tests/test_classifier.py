@@ -63,4 +63,9 @@ def test_tiny_classifier_beats_chance_by_a_wide_margin_after_seconds_of_training
     with torch.no_grad():
         acc = classifier.accuracy(model.eval()(torch.stack([c.video.to_tensor() for c in batch])),
                                   classifier.targets([c.attributes for c in batch]))
-    assert acc["background"] > 0.8  # chance: 1/3 (measured: 0.94 after 300 steps, ~8 s)
+    # against always answering the most common value (set) of these clips
+    t = classifier.targets([c.attributes for c in batch])
+    majority = {k: max(((v == v[i]).all(-1) if v.ndim == 2 else v == v[i]).float().mean().item() for i in range(len(v)))
+                for k, v in t.items()}
+    assert acc["colors"] > 2 * majority["colors"]  # measured 0.27 vs 0.09 after 300 steps (~8 s)
+    assert acc["count"] > majority["count"] + 0.15  # measured 0.76 vs 0.46
