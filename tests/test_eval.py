@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import av
 import numpy as np
 import pytest
 
@@ -77,3 +78,10 @@ def test_classify_reads_a_video_and_flags_what_it_does_not_know(runs, tmp_path, 
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     code = main(["classify", str(path), "--model", str(tmp_path / "nowhere")])
     assert code == 2 and "no classifier" in capsys.readouterr().err
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as c:  # a container whose writer received no frames
+        s = c.add_stream("libx264", rate=8)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        c.start_encoding()
+    code = main(["classify", str(empty), "--model", str(runs / "clf")])
+    assert code == 2 and "zero frames" in capsys.readouterr().err
