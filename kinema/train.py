@@ -128,6 +128,7 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         _truncate_log(out / "log.jsonl", step)  # rows logged after the checkpoint will be redone
     task.after_resume(out)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(ddp) if cfg.compile else ddp  # same parameters; checkpoints, EMA and samples use `model`
     stop_at = min(max_steps if max_steps is not None else cfg.max_steps, cfg.max_steps)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         t0 = time.perf_counter()
         batch = task.batch(step, rank, world)
         with autocast(device):
-            loss, parts = task.loss(ddp, batch, gen)
+            loss, parts = task.loss(forward, batch, gen)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at step {step}; stopped, the last good checkpoint "
                                 f"(step {last_good}) is kept in {out}")
