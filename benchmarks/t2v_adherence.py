@@ -24,6 +24,21 @@ from kinema.video import Video
 from kinema.viz import contact_sheet
 
 
+# The prompt set: every colour x direction, shapes cycling; t2v_caption_gap.py uses it too.
+CASES = [(c, SHAPES[i % len(SHAPES)], d) for i, (c, d) in enumerate((c, d) for c in COLORS for d in DIRECTIONS)]
+
+
+def prompt(color: str, shape: str, direction: str) -> str:
+    """e.g. "a red circle moves left", "a yellow star moves up and to the right"."""
+    return f"a {color} {shape} moves {direction.replace('-', ' and to the ') if '-' in direction else direction}"
+
+
+def real_scene(color: str, shape: str, direction: str, n: int) -> dict:
+    """Attributes of a real clip showing prompt n: one object, fast, static camera, backgrounds cycling."""
+    return {"objects": [{"shape": shape, "color": color, "size": "medium", "motion": direction, "speed": "fast"}],
+            "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][n % 3]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model or run folder")
@@ -33,18 +48,15 @@ def main():
     ap.add_argument("--grid", default=None, help="write a PNG grid of prompts of every colour, shape and motion")
     args = ap.parse_args()
     pipe = load(args.model)
-    cases = [(c, SHAPES[i % len(SHAPES)], d) for i, (c, d) in enumerate((c, d) for c in COLORS for d in DIRECTIONS)]
-    prompts = [f"a {c} {s} moves {d.replace('-', ' and to the ') if '-' in d else d}" for c, s, d in cases]
-    # e.g. "a red circle moves left", "a yellow star moves up and to the right"
+    cases = CASES
+    prompts = [prompt(c, s, d) for c, s, d in cases]
     t0 = time.perf_counter()
     gen, real = ({k: 0 for k in ("color", "shape", "direction", "all", "travel")} for _ in range(2))
     n = 0
     for seed in range(args.seeds):
         videos = pipe.generate(prompts, steps=args.steps, guidance=args.guidance, seed=seed, progress=False)
         for (c, s, d), v in zip(cases, videos):
-            attrs = {"objects": [{"shape": s, "color": c, "size": "medium", "motion": d, "speed": "fast"}],
-                     "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][n % 3]}
-            frames = render(attrs, np.random.default_rng(n), v.num_frames, v.height, v.width, v.fps)
+            frames = render(real_scene(c, s, d, n), np.random.default_rng(n), v.num_frames, v.height, v.width, v.fps)
             for tally, clip in ((gen, v.frames), (real, frames)):
                 r = read_clip(clip)
                 tally["color"] += r["color"] == c
@@ -63,7 +75,8 @@ def main():
               "seconds": round(time.perf_counter() - t0, 1)}
     print(", ".join(f"{k} {result['generated'][k]:.0%} (real {result['real_ceiling'][k]:.0%})"
                     for k in ("color", "shape", "direction", "all")) + f" over {n} clips; travel along the "
-          f"prompted direction {result['generated']['travel']:.2f} frame sides (real {result['real_ceiling']['travel']:.2f})")
+          f"prompted direction {result['generated']['travel']:.2f} frame sides "
+          f"(real {result['real_ceiling']['travel']:.2f})")
     print(json.dumps(result))
     if args.grid:
         grid = [grid_prompt(i, m) for i, m in enumerate(MOTIONS)]

@@ -16,17 +16,14 @@ import json
 import numpy as np
 import torch
 
-from kinema.data.synthetic import COLORS, DIRECTIONS, SHAPES, render
+from kinema.data.synthetic import COLORS, render
 from kinema.diffusion.flow import add_noise, flow_loss
 from kinema.pipeline import load
 from kinema.runtime import autocast
+from t2v_adherence import CASES, prompt, real_scene  # the same prompts and real clips (benchmarks/ is on sys.path)
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up", "up-left": "down-right",
             "down-right": "up-left", "up-right": "down-left", "down-left": "up-right"}
-
-
-def prompt(color: str, shape: str, direction: str) -> str:
-    return f"a {color} {shape} moves {direction.replace('-', ' and to the ') if '-' in direction else direction}"
 
 
 def main():
@@ -36,12 +33,9 @@ def main():
     args = ap.parse_args()
     pipe = load(args.model)
     colors = list(COLORS)
-    cases = [(c, SHAPES[i % len(SHAPES)], d) for i, (c, d) in enumerate((c, d) for c in colors for d in DIRECTIONS)]
-    clips = []
-    for n, (c, s, d) in enumerate(cases):
-        attrs = {"objects": [{"shape": s, "color": c, "size": "medium", "motion": d, "speed": "fast"}],
-                 "num_objects": 1, "camera": "static", "background": ["plain", "gradient", "textured"][n % 3]}
-        clips.append(render(attrs, np.random.default_rng(n), 17, 64, 64, 8.0))
+    cases = CASES
+    clips = [render(real_scene(c, s, d, n), np.random.default_rng(n), 17, 64, 64, 8.0)
+             for n, (c, s, d) in enumerate(cases)]
     x = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     with torch.no_grad(), autocast(pipe.device):
         z = pipe.autoencoder.encode(x.to(pipe.device)).float()

@@ -122,9 +122,14 @@ def save_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
     _write_json(folder / "state.json", meta)
 
 
+def read_state_meta(folder: str | Path) -> dict:
+    """The JSON half of a training state (step, config, ...), without loading its tensors."""
+    return _read_json(Path(folder) / "state.json", "training state")
+
+
 def load_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     folder = Path(folder)
-    meta = _read_json(folder / "state.json", "training state")
+    meta = read_state_meta(folder)
     try:
         return load_file(str(folder / "state.safetensors")), meta
     except (SafetensorError, OSError, FileNotFoundError) as e:

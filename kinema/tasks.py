@@ -127,8 +127,9 @@ class TransformerTask:
                "width": self.cfg.width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
                "autoencoder": _weights_digest(self.ae)}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
-        if meta_path.is_file() and data_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
-            return load_file(str(data_path))["latents"], json.loads(meta_path.read_text())["captions"]
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() and data_path.is_file() else {}
+        if meta.get("key") == key:
+            return load_file(str(data_path))["latents"], meta["captions"]
         folder.mkdir(parents=True, exist_ok=True)
         latents, captions = [], []
         for start in tqdm(range(0, n, 32), desc="encoding latent cache", unit="batch"):

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_state, read_index, save_model, save_state
+from .checkpoint import load_state, read_index, read_state_meta, save_model, save_state
 from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
@@ -74,13 +74,14 @@ def _pack(model, ema: EMA, opt, gen: torch.Generator, step: int, elapsed: float,
 def stored_config(out: str | Path) -> TrainConfig | None:
     """The recipe a run in `out` was checkpointed with (None if there is no checkpoint): resuming
     continues that recipe, not whatever the preset says today."""
-    path = Path(out) / "model" / "train_state" / "state.json"
-    if not path.is_file():
+    folder = Path(out) / "model" / "train_state"
+    if not (folder / "state.json").is_file():
         return None
+    meta = read_state_meta(folder)
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text())["config"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path} is unreadable ({e}); the run cannot be resumed") from e
+        return TrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder}: corrupt training state ({e}); the run cannot be resumed") from e
 
 
 def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
@@ -127,6 +128,7 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         _truncate_log(out / "log.jsonl", step)  # rows logged after the checkpoint will be redone
     task.after_resume(out)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(ddp) if cfg.compile else ddp  # same parameters; checkpoints, EMA and samples use `model`
     stop_at = min(max_steps if max_steps is not None else cfg.max_steps, cfg.max_steps)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,7 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         t0 = time.perf_counter()
         batch = task.batch(step, rank, world)
         with autocast(device):
-            loss, parts = task.loss(ddp, batch, gen)
+            loss, parts = task.loss(forward, batch, gen)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at step {step}; stopped, the last good checkpoint "
                                 f"(step {last_good}) is kept in {out}")

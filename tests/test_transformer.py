@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from kinema.errors import InputError
-from kinema.models.transformer import (MODELS, TransformerConfig, apply_rope, create, grid_positions, param_count,
-                                       rope_angles)
+from kinema.models.transformer import (EXPLICIT_MAX_SCORES, MODELS, TransformerConfig, apply_rope, attention, create,
+                                       grid_positions, param_count, rope_angles)
 
 C, TEXT_DIM = 8, 384
 STEPS = 300
@@ -85,6 +85,22 @@ def test_text_mask():
     assert torch.isfinite(out).all()
     assert torch.equal(out, model(x, t, torch.randn_like(text), none))  # no real token: text is ignored
     assert torch.equal(model(x, t, text), model(x, t, text, torch.ones_like(mask)))
+
+
+@pytest.mark.parametrize("n,L", [(12, 12), (12, 5), (400, 400)])  # explicit (short) and fused (long) paths
+def test_attention_matches_sdpa_with_and_without_mask(n, L):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, m, 8, generator=g, requires_grad=True) for m in (n, L, L))
+    mask = torch.rand(2, 1, 1, L, generator=g) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    for m in (None, mask):
+        ours = attention(q, k, v, m)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        assert torch.allclose(ours, ref, atol=1e-5)
+        g1 = torch.autograd.grad(ours.square().sum(), (q, k, v))
+        g2 = torch.autograd.grad(ref.square().sum(), (q, k, v))
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
+    assert (n * L <= EXPLICIT_MAX_SCORES) == (n < 100)  # both paths are exercised
 
 
 def test_rope_is_relative():

@@ -113,7 +113,8 @@ def motion_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
     objects are a tiny share of the positions, so a plain mean lets the loss (and training) be
     dominated by backgrounds that any model copies from frame to frame; this tilts it towards
     motion. It biases the learned field towards the high-d content, by design; strength 0 = plain."""
-    d = (x0.float() - x0.float().mean(2, keepdim=True)).abs().mean(1)  # (B, T, H, W)
+    x = x0.float()
+    d = (x - x.mean(2, keepdim=True)).abs().mean(1)  # (B, T, H, W)
     return 1 + strength * d / d.mean((1, 2, 3), keepdim=True).clamp(min=1e-6)
 
 
