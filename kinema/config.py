@@ -27,6 +27,7 @@ class TrainConfig:
     fps: float = 8.0
     data_seed: int = 0
     crop: int = 0  # autoencoder only: >0 trains on random crop x crop windows (aligned to 8) of each clip
+    augment: bool = False  # classifier only: random hue turns and mirroring, labels to match (classifier.augment)
     # optimisation
     batch_size: int = 8
     lr: float = 3e-4
@@ -126,6 +127,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
     ("classifier", "shapes-64"): TrainConfig(
         "classifier", model={"widths": [32, 64, 128, 256]},
         batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=200, max_steps=8000, ema_decay=0.999,
+        augment=True, compile=True,
         log_every=20, sample_every=1000, checkpoint_every=500),
 }
 

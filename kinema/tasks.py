@@ -213,8 +213,12 @@ class ClassifierTask:
     def batch(self, step: int, rank: int, world: int):
         first = (step * world + rank) * self.cfg.batch_size
         clips = [self.clips[first + j] for j in range(self.cfg.batch_size)]
-        video = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
-        return video, classifier.targets([c.attributes for c in clips])
+        pairs = [(c.video.to_tensor(), c.attributes) for c in clips]
+        if self.cfg.augment:  # a pure function of the clip index, so a resumed run sees the same batches
+            rng = np.random.default_rng([self.cfg.seed, first])
+            pairs = [classifier.augment(v, a, int(rng.integers(3)), bool(rng.integers(2))) for v, a in pairs]
+        video = torch.stack([v for v, _ in pairs]).to(self.device)
+        return video, classifier.targets([a for _, a in pairs])
 
     def loss(self, model, batch, gen):
         x, target = batch

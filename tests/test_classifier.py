@@ -69,3 +69,22 @@ def test_tiny_classifier_beats_chance_by_a_wide_margin_after_seconds_of_training
                 for k, v in t.items()}
     assert acc["colors"] > 2 * majority["colors"]  # measured 0.27 vs 0.09 after 300 steps (~8 s)
     assert acc["count"] > majority["count"] + 0.15  # measured 0.76 vs 0.46
+
+
+def test_augment_turns_hues_and_mirrors_with_labels_to_match():
+    from kinema.data.synthetic import render
+    from kinema.evaluate import read_clip
+
+    scene = {"objects": [{"shape": "circle", "color": "red", "size": "large", "motion": "up-left", "speed": "fast"}],
+             "num_objects": 1, "camera": "static", "background": "plain"}
+    video = torch.from_numpy(render(scene, np.random.default_rng(0), 9, 64, 64, 8.0)).permute(3, 0, 1, 2)
+    seen = set()
+    for turns in range(3):
+        for mirror in (False, True):
+            v, a = classifier.augment(video, scene, turns, mirror)
+            r = read_clip(v.permute(1, 2, 3, 0).numpy())  # what a hue/centroid reader sees in the pixels
+            assert r["color"] == a["objects"][0]["color"]
+            assert r["direction"] == {False: "up-left", True: "up-right"}[mirror] == a["objects"][0]["motion"]
+            seen.add(a["objects"][0]["color"])
+    assert seen == {"red", "green", "blue"} and scene["objects"][0]["color"] == "red"  # the input is not changed
+    assert classifier.augment(video, {**scene, "camera": "pan-left"}, 1, True)[1]["camera"] == "pan-right"

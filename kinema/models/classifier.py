@@ -1,9 +1,13 @@
 """The video classifier: reads every attribute of a procedural clip, and embeds any video.
 
-A small (2+1)D residual network (Tran et al., 2018): a strided 3x4x4 stem halves the frame,
-then each block is a 3x3 spatial convolution (strided to halve the size again) and a 3-tap
-temporal convolution, so motion is seen at every scale. Global average pooling over (T, H, W) gives the video embedding (`features`), which
-kinema's Fréchet distances are computed on; one linear head per attribute reads it:
+A small (2+1)D residual network (Tran et al., 2018). Its input is the clip and its frame
+differences (a cheap motion stream: a moving edge lights up there, a still background does not);
+a strided 3x4x4 stem halves the frame, then each block is a 3x3 spatial convolution (strided to
+halve the size again) and a 3-tap temporal convolution, so motion is seen at every scale. The
+video embedding (`features`) pools the last block over (T, H, W) both ways: the mean (what the
+whole clip looks like) and the max (whether something is anywhere, even a small object: a mean
+dilutes a 5-pixel star into the background). kinema's Fréchet distances are computed on it; one
+linear head per attribute reads it:
 
 - sets (a clip holds 1-3 objects): which colours, shapes, sizes, motions and speeds are present,
   one sigmoid per value;
@@ -48,6 +52,8 @@ class ClassifierConfig:
     fps: float = 8.0
     widths: list = field(default_factory=lambda: [32, 64, 128, 256])  # one stage each, halving H and W
     groups: int = 8
+    differences: bool = True  # also feed the frame differences (motion stream)
+    max_pool: bool = True  # embedding = [mean, max] over (T, H, W), else the mean alone
 
     def __post_init__(self):
         if self.size % 2 ** (len(self.widths) + 1) or self.frames < 2:
@@ -83,18 +89,26 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.config = config = config or ClassifierConfig()
         w = config.widths
-        self.stem = nn.Conv3d(3, w[0], (3, 4, 4), stride=(1, 2, 2), padding=1)  # halves H, W: full size is costly
+        inputs = 6 if config.differences else 3
+        self.stem = nn.Conv3d(inputs, w[0], (3, 4, 4), stride=(1, 2, 2), padding=1)  # halves H, W: full size is costly
         self.blocks = nn.Sequential(*[Block(a, b, config.groups) for a, b in zip([w[0], *w[:-1]], w)])
-        self.norm = nn.LayerNorm(w[-1])
-        self.heads = nn.ModuleDict({name: nn.Linear(w[-1], len(values)) for name, (_, values) in ATTRIBUTES.items()})
+        self.norm = nn.LayerNorm(self.feature_dim)
+        self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, len(values))
+                                    for name, (_, values) in ATTRIBUTES.items()})
 
     @property
     def feature_dim(self) -> int:
-        return self.config.widths[-1]
+        return self.config.widths[-1] * (2 if self.config.max_pool else 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The video embedding (B, feature_dim) of clips (B, 3, T, H, W) in [-1, 1]."""
-        return self.norm(self.blocks(F.silu(self.stem(x))).mean(dim=(2, 3, 4)))
+        if self.config.differences:  # frame t - frame t-1 (zero for the first frame)
+            x = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+        h = self.blocks(F.silu(self.stem(x)))
+        pooled = h.mean(dim=(2, 3, 4))
+        if self.config.max_pool:
+            pooled = torch.cat([pooled, h.amax(dim=(2, 3, 4))], dim=-1)
+        return self.norm(pooled)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per attribute: {name: (B, len(values))}."""
@@ -165,6 +179,32 @@ def accuracy(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -
                 pred[torch.arange(len(z)), z.argmax(-1)] = 1
             acc[name] = float((pred == y).all(-1).float().mean())
     return acc
+
+
+# Label-preserving symmetries of the procedural dataset, for training (`augment`).
+HUE_120 = {"red": "green", "yellow": "cyan", "green": "blue", "cyan": "magenta", "blue": "red", "magenta": "yellow"}
+MIRROR = {"left": "right", "right": "left", "up-left": "up-right", "up-right": "up-left",
+          "down-left": "down-right", "down-right": "down-left", "pan-left": "pan-right", "pan-right": "pan-left"}
+
+
+def augment(video: torch.Tensor, attributes: dict, hue_turns: int, mirror: bool) -> tuple[torch.Tensor, dict]:
+    """A clip (3, T, H, W) and its attributes under a symmetry of the dataset: the hue turned by
+    120 degrees `hue_turns` times (a cyclic shift of R, G, B: red -> green -> blue, yellow -> cyan ->
+    magenta; exact, since every colour is a hue) and/or mirrored left-right (left and right swap
+    in the motions and the camera). Hue turns show the classifier colour/shape pairs the training
+    split never draws, so it reads shape apart from colour (see README: this makes the
+    compositions split a test of the generator, not of the classifier)."""
+    attrs = {**attributes, "objects": [dict(o) for o in attributes["objects"]]}
+    for _ in range(hue_turns % 3):
+        video = video[[2, 0, 1]]  # (R, G, B) <- (B, R, G): pure red becomes pure green
+        for o in attrs["objects"]:
+            o["color"] = HUE_120[o["color"]]
+    if mirror:
+        video = video.flip(-1)
+        for o in attrs["objects"]:
+            o["motion"] = MIRROR.get(o["motion"], o["motion"])
+        attrs["camera"] = MIRROR.get(attrs["camera"], attrs["camera"])
+    return video, attrs
 
 
 def prepare(video: Video, config: ClassifierConfig) -> torch.Tensor:
