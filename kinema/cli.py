@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
 from .config import COMPONENTS
@@ -221,13 +222,19 @@ def cmd_classify(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval_suite import check_num, evaluate, write_json, write_report
+    from .eval_suite import check_num, evaluate, writable_folder, write_json, write_report
     from .models.classifier import load_classifier
     from .pipeline import load
-    check_num(args.num)  # cheap checks before loading anything
+    from .metrics import load_i3d
+    check_num(args.num)  # cheap checks and everything that can fail before the long part
+    for folder in (Path(args.json).parent if args.json else None, args.report):
+        if folder:
+            writable_folder(Path(folder))
+    classifier = load_classifier(args.classifier)
+    i3d = load_i3d(args.i3d) if args.i3d else None
     pipe = load(args.model)
-    result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=load_classifier(args.classifier),
-                      i3d=args.i3d, steps=args.steps, guidance=args.guidance)
+    result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=classifier,
+                      i3d=i3d, steps=args.steps, guidance=args.guidance)
     result = {"model": args.model, **result}
     if args.json:
         write_json(result, args.json)

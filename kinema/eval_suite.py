@@ -1,8 +1,13 @@
 """`kinema eval`: generate clips from a split's captions and compare them with real clips.
 
     generated  = model(captions of real clips 0..N-1)
-    real       = clips 0..N-1 of the split           (the captions' own clips)
-    real_other = clips N..2N-1 of the split          (for the real-vs-real floor)
+    real       = clips 0..N-1 of the split           (the captions' own clips: adherence truth)
+    real_other = clips N..2N-1 of the split          (the reference set of every distance)
+
+`fvd` = FD(generated, real_other) and `fvd_floor` = FD(real, real_other): both compare a set
+made from the captions of clips 0..N-1 with an independent real set, so a perfect model scores
+the floor (up to noise). Comparing generated with `real` instead would pair clips that share
+their attributes and let a perfect model score below the floor.
 
 Every figure is computed on classifier features (kinema.models.classifier), so no download is
 needed; `i3d` adds the standard FVD when the user has an I3D TorchScript file. See metrics.py
@@ -21,7 +26,7 @@ import numpy as np
 from . import metrics
 from .atomic import atomic_path
 from .data.synthetic import SyntheticClips
-from .errors import InputError
+from .errors import InputError, WriteError
 from .models.classifier import ATTRIBUTES, classifier_features, load_classifier, readings
 from .video import Video
 from .viz import contact_sheet
@@ -29,7 +34,7 @@ from .viz import contact_sheet
 MAX_NUM = 2048
 
 
-def _attribute_values(attrs: dict) -> dict:
+def attribute_values(attrs: dict) -> dict:
     """The ground truth of a clip in the classifier's terms (sets as sorted lists)."""
     objs = attrs["objects"]
     return {"colors": sorted({o["color"] for o in objs}), "shapes": sorted({o["shape"] for o in objs}),
@@ -54,7 +59,7 @@ def check_num(num: int) -> int:
     return num
 
 
-def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classifier=None, i3d: str | None = None,
+def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classifier=None, i3d=None,
              steps: int | None = None, guidance: float | None = None, batch: int = 16, progress: bool = True) -> dict:
     """All figures for `pipe` (a Pipeline, or None to score only real-vs-real) as one dict, and
     the clips (for the report) under the "_clips" key."""
@@ -73,7 +78,8 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
         from tqdm.auto import tqdm
         for i in tqdm(range(0, num, batch), desc="generating", unit="batch", disable=not progress):
             caps = [c.caption for c in real[i: i + batch]]
-            generated += pipe.generate(caps, steps=steps, guidance=guidance, seed=seed + i, progress=False)
+            seeds = [seed * 1_000_003 + j for j in range(i, i + len(caps))]  # clip j's noise: its own seed
+            generated += pipe.generate(caps, steps=steps, guidance=guidance, seed=seeds, progress=False)
         timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -89,25 +95,25 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
     frame_f = {k: v[1].reshape(-1, v[1].shape[-1]) for k, v in feats.items()}
     result["fvd_floor"] = round(metrics.features_fd(clip_f["real"], clip_f["real_other"]), 4)
     result["fvd_floor_std"] = round(metrics.bootstrap_fd(clip_f["real"], clip_f["real_other"]), 4)
-    truth = [_attribute_values(c.attributes) for c in real]
+    truth = [attribute_values(c.attributes) for c in real]
     result["adherence_real"] = adherence(read["real"], truth)
     t = time.perf_counter()
     result["temporal_real"] = metrics.temporal_report([v.frames for v in sets["real"]], list(feats["real"][1]))
     if generated:
-        result["fvd"] = round(metrics.features_fd(clip_f["generated"], clip_f["real"]), 4)
-        result["fvd_std"] = round(metrics.bootstrap_fd(clip_f["generated"], clip_f["real"]), 4)
-        result["fd_frames"] = round(metrics.features_fd(frame_f["generated"], frame_f["real"]), 4)
+        result["fvd"] = round(metrics.features_fd(clip_f["generated"], clip_f["real_other"]), 4)
+        result["fvd_std"] = round(metrics.bootstrap_fd(clip_f["generated"], clip_f["real_other"]), 4)
+        result["fd_frames"] = round(metrics.features_fd(frame_f["generated"], frame_f["real_other"]), 4)
         result["adherence"] = adherence(read["generated"], truth)
         result["temporal"] = metrics.temporal_report([v.frames for v in generated], list(feats["generated"][1]))
     result["fd_frames_floor"] = round(metrics.features_fd(frame_f["real"], frame_f["real_other"]), 4)
     timings["metrics"] = time.perf_counter() - t
     if i3d is not None:
         t = time.perf_counter()
-        model = metrics.load_i3d(i3d)
+        model = metrics.load_i3d(i3d) if isinstance(i3d, (str, Path)) else i3d  # a path, or a loaded module
         f = {k: metrics.i3d_features(model, [v.frames for v in vs]) for k, vs in sets.items()}
         result["i3d_fvd_floor"] = round(metrics.features_fd(f["real"], f["real_other"]), 4)
         if generated:
-            result["i3d_fvd"] = round(metrics.features_fd(f["generated"], f["real"]), 4)
+            result["i3d_fvd"] = round(metrics.features_fd(f["generated"], f["real_other"]), 4)
         timings["i3d"] = time.perf_counter() - t
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     result["_clips"] = {"captions": [c.caption for c in real], **sets}
@@ -116,8 +122,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
 
 def write_report(result: dict, folder: str | Path, show: int = 8) -> Path:
     """An HTML page with the metric table and side-by-side PNG grids of generated and real clips."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = writable_folder(Path(folder))
     clips = result["_clips"]
     n = min(show, len(clips["captions"]))
     images = []
@@ -143,6 +148,14 @@ def write_report(result: dict, folder: str | Path, show: int = 8) -> Path:
     return folder / "index.html"
 
 
+def writable_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot write to {folder}: {e.strerror or e}") from e
+    return folder
+
+
 def public(result: dict) -> dict:
     """The JSON-ready part of a result."""
     return {k: v for k, v in result.items() if not k.startswith("_")}
@@ -150,7 +163,7 @@ def public(result: dict) -> dict:
 
 def write_json(result: dict, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(path.parent)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(public(result), indent=1))
     return path

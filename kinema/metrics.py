@@ -6,9 +6,10 @@ the FVD of Unterthiner et al. 2019 and StyleGAN-V, Skorokhodov et al. 2022, use 
     FD = |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))
 
 with the matrix square root from scipy and its real part kept (tiny imaginary parts come from
-round-off). It is biased upwards for small sets, so every figure comes with `fvd_floor`, the
-same distance between two disjoint sets of real clips of the same size, and a bootstrap
-standard deviation.
+round-off; scipy's sqrtm stays exact when N < D makes both covariances singular, as tested).
+It is biased upwards for small sets, so `kinema eval` reports each distance beside its floor,
+the same distance between two disjoint sets of real clips of the same size, and the clip-level
+ones with a bootstrap standard deviation.
 
 Temporal metrics take uint8 clips (T, H, W, 3), as written to disk:
 - flicker: mean absolute difference of consecutive frames, as a score 1 - mad / 255 (VBench's

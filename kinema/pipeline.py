@@ -78,10 +78,12 @@ class Pipeline:
     @torch.no_grad()
     def generate(self, prompt: str | list[str], *, frames: int | None = None, height: int | None = None,
                  width: int | None = None, fps: float | None = None, steps: int | None = None,
-                 guidance: float | None = None, seed: int = 0, sampler: str = "heun", shift: float | None = None,
-                 progress: bool = True):
+                 guidance: float | None = None, seed: int | list[int] = 0, sampler: str = "heun",
+                 shift: float | None = None, progress: bool = True):
         """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
-        classifier-free guidance; `shift` defaults to one that grows with the token count."""
+        classifier-free guidance; `shift` defaults to one that grows with the token count. `seed`
+        seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
+        a clip does not depend on what it is batched with)."""
         d = self.defaults
         frames = check_frames(frames if frames is not None else d["frames"])
         stride = SPATIAL * self.transformer.config.patch
@@ -100,8 +102,13 @@ class Pipeline:
 
         B, C = len(prompts), self.autoencoder.config.latent_channels
         shape = (B, C, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL)
-        gen = torch.Generator().manual_seed(int(seed))
-        x = torch.randn(shape, generator=gen).to(self.device)
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != B:
+                raise InputError(f"got {len(seed)} seeds for {B} prompts")
+            x = torch.cat([torch.randn((1, *shape[1:]), generator=torch.Generator().manual_seed(int(s))) for s in seed])
+        else:
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
+        x = x.to(self.device)
         cond = self.text_encoder.encode(prompts)
         uncond = self.text_encoder.encode([""] * B)
         tokens = shape[2] * shape[3] * shape[4] // self.transformer.config.patch ** 2

@@ -198,7 +198,8 @@ class TransformerTask:
 
 class ClassifierTask:
     """The video classifier on clips of the training split, read back on held-out clips and on
-    held-out compositions at every sample step (samples/step_N.json holds the accuracies)."""
+    the compositions split at every sample step (samples/step_N.json holds the accuracies).
+    With `augment`, hue turns show it the compositions' colour/shape pairs too (classifier.augment)."""
 
     def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, **_):
         self.cfg, self.clips, self.device = cfg, clips, device

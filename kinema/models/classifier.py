@@ -58,14 +58,18 @@ class ClassifierConfig:
     def __post_init__(self):
         if self.size % 2 ** (len(self.widths) + 1) or self.frames < 2:
             raise InputError(f"classifier size must be a multiple of {2 ** (len(self.widths) + 1)} and frames >= 2")
+        if any(w % self.groups for w in self.widths):
+            raise InputError(f"classifier widths {self.widths} must all be multiples of groups ({self.groups})")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ClassifierConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown classifier settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
 
 
 class Block(nn.Module):
@@ -132,9 +136,11 @@ class VideoClassifier(nn.Module):
                 else:
                     p = z.sigmoid()
                     chosen = [v for v, q in zip(values, p) if q > 0.5]
-                    if not chosen and name not in MAY_BE_EMPTY:
-                        chosen = [values[int(p.argmax())]]
-                    reading[name] = {"value": chosen, "confidence": round(float(torch.maximum(p, 1 - p).min()), 4)}
+                    sure = torch.maximum(p, 1 - p)
+                    if not chosen and name not in MAY_BE_EMPTY:  # forced: its own p is the confidence
+                        best = int(p.argmax())
+                        chosen, sure[best] = [values[best]], p[best]
+                    reading[name] = {"value": chosen, "confidence": round(float(sure.min()), 4)}
             out.append(reading)
         return out
 
@@ -199,10 +205,14 @@ def augment(video: torch.Tensor, attributes: dict, hue_turns: int, mirror: bool)
         video = video[[2, 0, 1]]  # (R, G, B) <- (B, R, G): pure red becomes pure green
         for o in attrs["objects"]:
             o["color"] = HUE_120[o["color"]]
+            if "hue" in o:  # the rendered hue (render() records it), kept true to the pixels
+                o["hue"] = round((o["hue"] + 120) % 360, 2)
     if mirror:
         video = video.flip(-1)
         for o in attrs["objects"]:
             o["motion"] = MIRROR.get(o["motion"], o["motion"])
+            if "path" in o:  # start and end centre as fractions of the frame
+                o["path"] = [[round(1 - x, 4), y] for x, y in o["path"]]
         attrs["camera"] = MIRROR.get(attrs["camera"], attrs["camera"])
     return video, attrs
 
@@ -253,8 +263,6 @@ def load_classifier(path: str | Path | None = None) -> VideoClassifier:
 def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> dict:
     """What the classifier reads in any video: {"attributes": {name: {"value", "confidence"}},
     "caption", "uncertain": [names under `unsure`], "in_domain": no attribute is uncertain}."""
-    if video.num_frames < 1:
-        raise InputError("the video has no frames")
     x = prepare(video, model.config).unsqueeze(0)
     reading = model.predict(x)[0]
     uncertain = [name for name, r in reading.items() if r["confidence"] < unsure]
@@ -263,17 +271,19 @@ def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> di
 
 
 @torch.no_grad()
-def classifier_features(model: VideoClassifier, videos: list[Video], batch: int = 32):
+def classifier_features(model: VideoClassifier, videos: list[Video], batch: int = 32, per_frame: bool = True):
     """Embeddings of videos: per clip (N, D), and per frame (N, T, D) from each frame alone (a
-    one-frame clip), which sees appearance but no motion (for the per-frame Fréchet distance)."""
+    one-frame clip), which sees appearance but no motion (for the per-frame Fréchet distance);
+    None instead of the latter with per_frame=False."""
     clip_f, frame_f = [], []
     for i in range(0, len(videos), batch):
         x = torch.stack([prepare(v, model.config) for v in videos[i: i + batch]])
         clip_f.append(model.features(x).float())
-        B, C, T, H, W = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(B * T, C, 1, H, W)
-        frame_f.append(model.features(frames).float().view(B, T, -1))
-    return torch.cat(clip_f).numpy(), torch.cat(frame_f).numpy()
+        if per_frame:
+            B, C, T, H, W = x.shape
+            frames = x.permute(0, 2, 1, 3, 4).reshape(B * T, C, 1, H, W)
+            frame_f.append(model.features(frames).float().view(B, T, -1))
+    return torch.cat(clip_f).numpy(), torch.cat(frame_f).numpy() if per_frame else None
 
 
 @torch.no_grad()
