@@ -192,13 +192,12 @@ def cmd_generate(args) -> None:
 
 def cmd_train(args) -> None:
     from .config import preset
-    from .errors import InputError
     from .train import stored_config, train
     stored = stored_config(args.out) if args.resume else None
-    if stored is not None and stored.component != args.component:
-        raise InputError(f"{args.out} is a run of the {stored.component}, not the {args.component}")
-    # resuming continues the run's own recipe (plus any --set given now), whatever the preset says today
-    cfg = (stored or preset(args.component, args.preset)).override(args.set)
+    # resuming continues the run's own recipe (plus any --set given now), whatever the preset says
+    # today; train() checks the run is of this component and lists the settings --set changes
+    cfg = (stored if stored is not None and stored.component == args.component
+           else preset(args.component, args.preset)).override(args.set)
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
     if result["rank"] == 0:  # under torchrun, one report

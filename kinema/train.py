@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -100,13 +101,24 @@ def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generato
 
 # ------------------------------------------------------------------ the loop
 
-def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int | None = None,
+def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps: int | None = None,
           max_minutes: float | None = None, resume: bool = False, autoencoder: str | Path | None = None,
           progress: bool = True) -> dict:
     """Train `component` with `cfg` into the run folder `out`: out/model (the checkpoint, a model
     folder that `kinema.load` reads), out/log.jsonl, out/loss.png, out/samples/. Returns a summary.
-    Stops at `max_steps` (default cfg.max_steps) or after `max_minutes`, checkpointing either way."""
+    Stops at `max_steps` (default cfg.max_steps) or after `max_minutes`, checkpointing either way.
+    Resuming with cfg None continues the run's own recipe; a cfg that differs from it is used, and
+    the settings it changes are listed (on stderr, and as "changed" in the summary)."""
     out = Path(out)
+    stored = stored_config(out) if resume else None
+    if stored is not None and stored.component != component:
+        raise InputError(f"{out} is a run of the {stored.component}, not the {component}")
+    if cfg is None:
+        if stored is None:
+            raise CheckpointError(f"{out}: nothing to resume (no model/train_state folder), and no config given")
+        cfg = stored
+    old = stored.to_dict() if stored is not None else {}
+    changed = {k: [old[k], v] for k, v in cfg.to_dict().items() if k in old and old[k] != v}
     rank, world, device = setup_distributed()
     main = rank == 0
     torch.manual_seed(cfg.seed)
@@ -147,6 +159,9 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
             _plot_log(log_path, out / "loss.png")
         last_ckpt, last_good = time.monotonic(), step
 
+    if changed and main and progress:
+        print(f"resuming {out} with changed settings: "
+              + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()), file=sys.stderr)
     bar = tqdm(total=stop_at, initial=step, desc=f"train {component}", unit="step", disable=not (main and progress))
     logs: dict[str, float] = {}
     while step < stop_at:
@@ -189,7 +204,7 @@ def train(component: str, cfg: TrainConfig, out: str | Path, *, max_steps: int |
         dist.barrier()  # rank 0 has written the checkpoint
     return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
             "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.monotonic() - t_start, 1),
-            "device": str(device), "world_size": world, "rank": rank}
+            "device": str(device), "world_size": world, "rank": rank, "changed": changed}
 
 
 def _plot_log(log_path: Path, png: Path) -> None:

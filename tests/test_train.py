@@ -64,7 +64,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     cfg.crop = 8  # random crops are part of the data position too
     train("autoencoder", cfg, tmp_path / "straight", max_steps=12, progress=False)
     train("autoencoder", cfg, tmp_path / "split", max_steps=5, progress=False)
-    train("autoencoder", cfg, tmp_path / "split", max_steps=12, resume=True, progress=False)
+    # no config: the run's own (its crop and checkpoint_every, which the preset does not have)
+    summary = train("autoencoder", None, tmp_path / "split", max_steps=12, resume=True, progress=False)
+    assert summary["changed"] == {}
     a = load_file(str(tmp_path / "straight/model/train_state/state.safetensors"))
     b = load_file(str(tmp_path / "split/model/train_state/state.safetensors"))
     assert a.keys() == b.keys()
@@ -124,10 +126,11 @@ def test_cli_resume_continues_the_runs_own_recipe(tmp_path, capsys):
     assert main([*base, "--max-steps", "3", "--resume"]) == 0  # no --set: still lr 0.0011, not the preset's
     state = json.loads((tmp_path / "r/model/train_state/state.json").read_text())
     assert state["step"] == 3 and state["config"]["lr"] == 0.0011
+    capsys.readouterr()
     assert main([*base, "--max-steps", "4", "--resume", "--set", "grad_clip=0.5"]) == 0  # --set applies on top
+    assert json.loads(capsys.readouterr().out)["changed"] == {"grad_clip": [1.0, 0.5]}  # and is reported
     state = json.loads((tmp_path / "r/model/train_state/state.json").read_text())
     assert state["step"] == 4 and state["config"]["lr"] == 0.0011 and state["config"]["grad_clip"] == 0.5
-    capsys.readouterr()
     code = main(["train", "transformer", "--preset", "tiny", "--out", run, "--resume"])
     assert code == 2 and "is a run of the autoencoder" in capsys.readouterr().err
 
