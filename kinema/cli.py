@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import COMPONENTS
-from .errors import KinemaError
+from .errors import InputError, KinemaError
 
 EXIT_USAGE = 2
 
@@ -80,7 +80,8 @@ def build_parser() -> Parser:
                        description="Train a component from a named preset. The run folder gets model/ (the "
                                    "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
     p.add_argument("component", choices=list(COMPONENTS), help="what to train")
-    p.add_argument("--preset", required=True, help="recipe name: tiny (seconds, for tests) or shapes-64")
+    p.add_argument("--preset", help="recipe name: tiny (seconds, for tests) or shapes-64; not needed with --resume "
+                                    "of an existing run, which keeps its own recipe")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (default: the preset's)")
@@ -198,6 +199,9 @@ def cmd_train(args) -> None:
     stored = stored_config(args.out) if args.resume else None
     # resuming continues the run's own recipe (plus any --set given now), whatever the preset says
     # today; train() checks the run is of this component and lists the settings --set changes
+    if args.preset is None and (stored is None or stored.component != args.component):
+        raise InputError("--preset is needed to start a run (only --resume of an existing run of this component "
+                         "can do without one)")
     cfg = (stored if stored is not None and stored.component == args.component
            else preset(args.component, args.preset)).override(args.set)
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,

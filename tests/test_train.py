@@ -123,7 +123,8 @@ def test_cli_resume_continues_the_runs_own_recipe(tmp_path, capsys):
     run = str(tmp_path / "r")
     base = ["train", "autoencoder", "--preset", "tiny", "--out", run, "--json"]
     assert main([*base, "--max-steps", "2", "--set", "lr=0.0011"]) == 0
-    assert main([*base, "--max-steps", "3", "--resume"]) == 0  # no --set: still lr 0.0011, not the preset's
+    # no --preset and no --set: the run's own recipe, lr 0.0011, not the preset's
+    assert main(["train", "autoencoder", "--out", run, "--json", "--max-steps", "3", "--resume"]) == 0
     state = json.loads((tmp_path / "r/model/train_state/state.json").read_text())
     assert state["step"] == 3 and state["config"]["lr"] == 0.0011
     capsys.readouterr()
@@ -133,6 +134,8 @@ def test_cli_resume_continues_the_runs_own_recipe(tmp_path, capsys):
     assert state["step"] == 4 and state["config"]["lr"] == 0.0011 and state["config"]["grad_clip"] == 0.5
     code = main(["train", "transformer", "--preset", "tiny", "--out", run, "--resume"])
     assert code == 2 and "is a run of the autoencoder" in capsys.readouterr().err
+    code = main(["train", "autoencoder", "--out", str(tmp_path / "new")])  # a new run needs a recipe
+    assert code == 2 and "--preset is needed" in capsys.readouterr().err
 
 
 def test_training_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, ae_run):
