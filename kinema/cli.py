@@ -198,12 +198,12 @@ def cmd_train(args) -> None:
     from .train import stored_config, train
     stored = stored_config(args.out) if args.resume else None
     # resuming continues the run's own recipe (plus any --set given now), whatever the preset says
-    # today; train() checks the run is of this component and lists the settings --set changes
-    if args.preset is None and (stored is None or stored.component != args.component):
-        raise InputError("--preset is needed to start a run (only --resume of an existing run of this component "
-                         "can do without one)")
-    cfg = (stored if stored is not None and stored.component == args.component
-           else preset(args.component, args.preset)).override(args.set)
+    # today; train() checks the run is of this component, lists the settings --set changes, and
+    # says when there is nothing to resume
+    if stored is None and args.preset is None and not args.resume:
+        raise InputError("--preset is needed to start a run (only --resume of an existing run can do without one)")
+    cfg = stored if stored is not None else preset(args.component, args.preset) if args.preset else None
+    cfg = cfg.override(args.set) if cfg is not None else None
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
     if result["rank"] == 0:  # under torchrun, one report

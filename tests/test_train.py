@@ -134,8 +134,12 @@ def test_cli_resume_continues_the_runs_own_recipe(tmp_path, capsys):
     assert state["step"] == 4 and state["config"]["lr"] == 0.0011 and state["config"]["grad_clip"] == 0.5
     code = main(["train", "transformer", "--preset", "tiny", "--out", run, "--resume"])
     assert code == 2 and "is a run of the autoencoder" in capsys.readouterr().err
+    code = main(["train", "transformer", "--out", run, "--resume"])  # no --preset either: the same error
+    assert code == 2 and "is a run of the autoencoder" in capsys.readouterr().err
     code = main(["train", "autoencoder", "--out", str(tmp_path / "new")])  # a new run needs a recipe
     assert code == 2 and "--preset is needed" in capsys.readouterr().err
+    code = main(["train", "autoencoder", "--out", str(tmp_path / "new"), "--resume"])
+    assert code == 2 and "nothing to resume" in capsys.readouterr().err
 
 
 def test_training_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, ae_run):
