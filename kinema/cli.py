@@ -103,8 +103,8 @@ def build_parser() -> Parser:
                                    "with low confidence are reported as uncertain (the clip is probably unlike the "
                                    "procedural dataset) rather than guessed silently.")
     p.add_argument("video", help="video file (mp4, webm, gif, ...) or a folder of PNG frames")
-    p.add_argument("--model", help="classifier folder or training run (default: kinema/assets/classifier, the shipped "
-                                   "classifier; none ships yet, so pass one from `kinema train classifier`)")
+    p.add_argument("--model", help="classifier folder or training run (default: kinema/assets/classifier, the "
+                                   "classifier kinema ships)")
     p.add_argument("--json", action="store_true", help="print one JSON object with every attribute and confidence")
     _common(p)
     p.set_defaults(func=cmd_classify)
@@ -122,8 +122,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
-    p.add_argument("--classifier", help="classifier folder or training run (default: kinema/assets/classifier; none "
-                                        "ships yet, so pass one from `kinema train classifier`)")
+    p.add_argument("--classifier", help="classifier folder or training run whose features and readings score "
+                                        "the clips (default: kinema/assets/classifier, the one kinema ships)")
     p.add_argument("--i3d", metavar="PATH", help="also compute standard FVD with this local I3D TorchScript file "
                                                  "(StyleGAN-V i3d_torchscript.pt layout); nothing is downloaded")
     p.add_argument("--json", metavar="PATH", help="write every figure, with model, seed, N and timings, to PATH")
