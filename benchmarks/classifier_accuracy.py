@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kinema.atomic import atomic_path  # noqa: E402
@@ -37,15 +36,9 @@ def ship(model: classifier.VideoClassifier, dest: Path) -> None:
         save_component(tmp, model, model.config.to_dict(), state)
 
 
-@torch.no_grad()
-def measure(model, split: str, num: int, batch: int = 32) -> dict:
+def measure(model, split: str, num: int) -> dict:
     clips = SyntheticClips(split, 0, model.config.frames, model.config.size, model.config.size, model.config.fps)
-    logits, attrs = [], []
-    for start in tqdm(range(0, num, batch), desc=split, leave=False):
-        chunk = [clips[i] for i in range(start, min(num, start + batch))]
-        logits.append(model(torch.stack([c.video.to_tensor() for c in chunk])))
-        attrs += [c.attributes for c in chunk]
-    logits = {k: torch.cat([lg[k] for lg in logits]) for k in ATTRIBUTES}
+    logits, attrs = classifier.read_clips(model, clips, num, progress=split)
     target = classifier.targets(attrs)
     out = {"all": classifier.accuracy(logits, target)}
     counts = torch.tensor([a["num_objects"] for a in attrs])

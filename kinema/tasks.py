@@ -230,14 +230,9 @@ class ClassifierTask:
     def evaluate(self, model, split: str, n: int) -> dict[str, float]:
         """Per-attribute accuracy on the first n clips of a split."""
         clips = SyntheticClips(split, self.cfg.data_seed, self.cfg.frames, self.cfg.height, self.cfg.width, self.cfg.fps)
-        logits, attrs = [], []
-        for start in range(0, n, 32):
-            batch = [clips[i] for i in range(start, min(n, start + 32))]
-            with autocast(self.device):
-                logits.append(model(torch.stack([c.video.to_tensor() for c in batch]).to(self.device)))
-            attrs += [c.attributes for c in batch]
-        joined = {k: torch.cat([lg[k] for lg in logits]) for k in logits[0]}
-        return classifier.accuracy(joined, classifier.targets(attrs))
+        with autocast(self.device):
+            logits, attrs = classifier.read_clips(model, clips, n, device=self.device)
+        return classifier.accuracy(logits, classifier.targets(attrs))
 
     @torch.no_grad()
     def sample(self, model, path: Path) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..data.synthetic import BACKGROUNDS, CAMERAS, COLORS, MOTIONS, SHAPES, SIZES, SPEEDS
 from ..errors import CheckpointError, InputError
@@ -111,14 +112,13 @@ class VideoClassifier(nn.Module):
         strides = [2] * (len(w) - 1) + [1 if config.local_sets else 2]
         self.blocks = nn.Sequential(*[Block(a, b, config.groups, s) for a, b, s in zip([w[0], *w[:-1]], w, strides)])
         self.norm = nn.LayerNorm(self.feature_dim)
-        local = {n for n, (kind, _) in ATTRIBUTES.items() if kind == "set"} if config.local_sets else set()
+        self.local_names = [n for n, (kind, _) in ATTRIBUTES.items() if kind == "set"] if config.local_sets else []
+        self.local_sizes = [len(ATTRIBUTES[n][1]) for n in self.local_names]
         self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, len(values))
-                                    for name, (_, values) in ATTRIBUTES.items() if name not in local})
-        self.local_names = [n for n in ATTRIBUTES if n in local]
-        if local:  # cell features + the clip's mean -> a score per set value
+                                    for name, (_, values) in ATTRIBUTES.items() if name not in self.local_names})
+        if self.local_names:  # cell features + the clip's mean -> a score per set value
             self.cell_norm = nn.LayerNorm(w[-1])
-            self.cell_head = nn.Sequential(nn.Linear(2 * w[-1], w[-1]), nn.SiLU(),
-                                           nn.Linear(w[-1], sum(len(ATTRIBUTES[n][1]) for n in self.local_names)))
+            self.cell_head = nn.Sequential(nn.Linear(2 * w[-1], w[-1]), nn.SiLU(), nn.Linear(w[-1], sum(self.local_sizes)))
 
     @property
     def feature_dim(self) -> int:
@@ -146,8 +146,7 @@ class VideoClassifier(nn.Module):
             cells = self.cell_norm(h.flatten(2).transpose(1, 2))  # (B, T*h*w, C)
             context = cells.mean(1, keepdim=True).expand_as(cells)
             scores = self.cell_head(torch.cat([cells, context], -1)).amax(1).float()
-            sizes = [len(ATTRIBUTES[n][1]) for n in self.local_names]
-            out.update(zip(self.local_names, scores.split(sizes, -1)))
+            out.update(zip(self.local_names, scores.split(self.local_sizes, -1)))
         return {name: out[name] for name in ATTRIBUTES}
 
     @torch.no_grad()
@@ -315,6 +314,19 @@ def classifier_features(model: VideoClassifier, videos: list[Video], batch: int 
             frames = x.permute(0, 2, 1, 3, 4).reshape(B * T, C, 1, H, W)
             frame_f.append(model.features(frames).float().view(B, T, -1))
     return torch.cat(clip_f).numpy(), torch.cat(frame_f).numpy() if per_frame else None
+
+
+@torch.no_grad()
+def read_clips(model: VideoClassifier, clips, num: int, batch: int = 32, device: torch.device | None = None,
+               progress: str | None = None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Logits {attribute: (num, n)} of the first `num` clips of a procedural split (`SyntheticClips`
+    at the classifier's size), and their attributes; `progress` names a progress bar."""
+    logits, attrs = [], []
+    for start in tqdm(range(0, num, batch), desc=progress, leave=False, disable=progress is None):
+        chunk = [clips[i] for i in range(start, min(num, start + batch))]
+        logits.append(model(torch.stack([c.video.to_tensor() for c in chunk]).to(device)))
+        attrs += [c.attributes for c in chunk]
+    return {k: torch.cat([lg[k] for lg in logits]) for k in ATTRIBUTES}, attrs
 
 
 @torch.no_grad()
