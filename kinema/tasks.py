@@ -240,12 +240,14 @@ class ClassifierTask:
         acc = {split: self.evaluate(model, split, 128) for split in ("heldout", "compositions")}
         held = SyntheticClips("heldout", self.cfg.data_seed, self.cfg.frames, self.cfg.height, self.cfg.width, self.cfg.fps)
         clips = [held[i] for i in range(6)]
-        readings = model.predict(torch.stack([c.video.to_tensor() for c in clips]).to(self.device))
+        logits = model(torch.stack([c.video.to_tensor() for c in clips]).to(self.device))
+        readings = model.read(logits)
+        objects = classifier.read_objects(logits["objects"]) if "objects" in logits else [None] * len(clips)
         model.train()
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(acc, indent=1))
-        caps = [f"{c.caption}  ->  {classifier.describe(r)}" for c, r in zip(clips, readings)]
+        caps = [f"{c.caption}  ->  {classifier.describe(r, o)}" for c, r, o in zip(clips, readings, objects)]
         Video(contact_sheet([c.video for c in clips], caps)).save(path)
 
     def components(self, model):

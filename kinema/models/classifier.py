@@ -10,13 +10,18 @@ object: a mean dilutes a 5-pixel star into the background). kinema's Fréchet di
 computed on it. The attributes are read two ways:
 
 - sets (a clip holds 1-3 objects): which colours, shapes, sizes, motions and speeds are present,
-  one sigmoid per value. With `local_sets` (the default) they are read as multiple-instance
-  learning: a small MLP scores every value at every (t, h, w) cell of the last block (4x4 cells
-  for 64x64 clips), given the cell's features and the clip's mean (the camera's motion is context
-  for an object's), and a value is present where its best cell says so (max over cells). One
-  object's motion is then read where that object is, not from a pooled vector in which two
-  objects' motions blur together: with pooled set heads, clips of 2-3 objects had their motion
-  set right 4-32% of the time against 77-97% for one object (README);
+  one probability per value. `readout` chooses how they are read from the last block (4x4 cells
+  per frame for 64x64 clips):
+  - "cells" (multiple-instance learning): a small MLP scores every value at every (t, h, w) cell,
+    given the cell's features and the clip's mean (the camera's motion is context for an
+    object's), and a value is present where its best cell says so (max over cells);
+  - "objects" (`ObjectReadout`): a few learned queries attend to the cells, each reads one object
+    whole (is there one; its colour, shape, size, motion, speed), trained with a one-to-one
+    matching to the clip's objects. Attributes stay bound to their object, so `classify` can say
+    which object does what, and a still object among moving ones is found as an object;
+  - "pooled": one head per attribute on the embedding. With pooled heads, clips of 2-3 objects
+    had their motion set right 4-32% of the time against 77-97% for one object (README): two
+    objects' motions blur together in one vector;
 - single answers: the camera move, the number of objects, the background kind: one linear
   softmax head each on the embedding.
 
@@ -51,6 +56,10 @@ ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     "background": ("one", BACKGROUNDS),
 }
 MAY_BE_EMPTY = {"speeds"}
+READOUTS = ("objects", "cells", "pooled")
+# What an object query reads: set attribute -> (object key, classes). A still object's speed is "none".
+OBJECT_ATTRIBUTES = {"colors": ("color", tuple(COLORS)), "shapes": ("shape", SHAPES), "sizes": ("size", tuple(SIZES)),
+                     "motions": ("motion", MOTIONS), "speeds": ("speed", (*SPEEDS, "none"))}
 
 
 @dataclass
@@ -62,14 +71,21 @@ class ClassifierConfig:
     groups: int = 8
     differences: bool = True  # also feed the frame differences (motion stream)
     max_pool: bool = True  # embedding = [mean, max] over (T, H, W), else the mean alone
-    local_sets: bool = True  # set attributes read per cell and max-pooled (multiple instances), else from the embedding
+    # how the set attributes are read: "objects" (object queries), "cells" (per cell, max over
+    # cells) or "pooled" (from the embedding); see the module docstring
+    readout: str = "cells"
+    queries: int = 4  # object queries ("objects" readout): at least the most objects a clip holds
 
     @property
     def stride(self) -> int:
         """How much the last block is smaller than the input, per side."""
-        return 2 ** (len(self.widths) + (0 if self.local_sets else 1))
+        return 2 ** (len(self.widths) + (1 if self.readout == "pooled" else 0))
 
     def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise InputError(f"classifier readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if self.readout == "objects" and self.queries < 3:
+            raise InputError(f"the object readout needs at least 3 queries (clips hold up to 3 objects), got {self.queries}")
         if self.size % self.stride or self.frames < 2:
             raise InputError(f"classifier size must be a multiple of {self.stride} and frames >= 2")
         if any(w % self.groups for w in self.widths):
@@ -102,6 +118,49 @@ class Block(nn.Module):
         return F.silu(self.norm2(self.temporal(h)) + self.skip(x))
 
 
+class ObjectReadout(nn.Module):
+    """Object queries (DETR, Carion et al., 2020): `queries` learned vectors attend to the last
+    block's cells (with learned t, y, x position embeddings) through a small transformer decoder;
+    each query answers "is there an object" and, if so, its colour, shape, size, motion and speed.
+    Trained with a one-to-one (Hungarian) matching of queries to the clip's objects (`object_loss`),
+    so one query reads one object: its motion is bound to its colour and shape, and a still object
+    among moving ones is an object whose motion is "still", not the absence of movement."""
+
+    CLASSES = [len(values) for _, values in OBJECT_ATTRIBUTES.values()]
+
+    def __init__(self, dim: int, grid: tuple[int, int], queries: int, layers: int = 2, heads: int = 4):
+        super().__init__()
+        frames, side = grid
+        self.pos_t, self.pos_y, self.pos_x = (nn.Parameter(torch.randn(n, dim) * 0.02) for n in (frames, side, side))
+        self.queries = nn.Parameter(torch.randn(queries, dim) * 0.02)
+        layer = nn.TransformerDecoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1 + sum(self.CLASSES)))
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        """Cells (B, T*h*w, C) -> per query [object logit, class logits...] (B, queries, 1 + classes)."""
+        pos = (self.pos_t[:, None, None] + self.pos_y[None, :, None] + self.pos_x[None, None]).flatten(0, 2)
+        q = self.queries.expand(cells.shape[0], -1, -1)
+        return self.head(self.decoder(q, cells + pos))
+
+    @classmethod
+    def split(cls, q: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Object logits (B, K) and class log-probabilities per attribute [(B, K, n)]."""
+        return q[..., 0], [z.log_softmax(-1) for z in q[..., 1:].split(cls.CLASSES, -1)]
+
+    @classmethod
+    def set_logits(cls, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The set attributes as logits of "value v is present": P = 1 - prod over queries of
+        (1 - P(object) P(class v)), so `accuracy` and `predict` read them like the other readouts."""
+        exist, logp = cls.split(q)
+        out = {}
+        for (name, (_, values)), lp in zip(OBJECT_ATTRIBUTES.items(), logp):
+            p = (torch.sigmoid(exist)[..., None] * lp.exp()[..., : len(ATTRIBUTES[name][1])]).clamp(max=1 - 1e-6)
+            absent = torch.log1p(-p).sum(1).clamp(max=-1e-7)  # log P(no query holds v)
+            out[name] = torch.log(-torch.expm1(absent)) - absent
+        return out
+
+
 class VideoClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig | None = None):
         super().__init__()
@@ -109,16 +168,18 @@ class VideoClassifier(nn.Module):
         w = config.widths
         inputs = 6 if config.differences else 3
         self.stem = nn.Conv3d(inputs, w[0], (3, 4, 4), stride=(1, 2, 2), padding=1)  # halves H, W: full size is costly
-        strides = [2] * (len(w) - 1) + [1 if config.local_sets else 2]
+        strides = [2] * (len(w) - 1) + [2 if config.readout == "pooled" else 1]
         self.blocks = nn.Sequential(*[Block(a, b, config.groups, s) for a, b, s in zip([w[0], *w[:-1]], w, strides)])
         self.norm = nn.LayerNorm(self.feature_dim)
-        self.local_names = [n for n, (kind, _) in ATTRIBUTES.items() if kind == "set"] if config.local_sets else []
-        self.local_sizes = [len(ATTRIBUTES[n][1]) for n in self.local_names]
-        self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, len(values))
-                                    for name, (_, values) in ATTRIBUTES.items() if name not in self.local_names})
-        if self.local_names:  # cell features + the clip's mean -> a score per set value
-            self.cell_norm = nn.LayerNorm(w[-1])
-            self.cell_head = nn.Sequential(nn.Linear(2 * w[-1], w[-1]), nn.SiLU(), nn.Linear(w[-1], sum(self.local_sizes)))
+        self.set_names = [n for n, (kind, _) in ATTRIBUTES.items() if kind == "set"]
+        pooled = [n for n in ATTRIBUTES if config.readout == "pooled" or n not in self.set_names]
+        self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, len(ATTRIBUTES[name][1])) for name in pooled})
+        self.cell_norm = nn.LayerNorm(w[-1]) if config.readout != "pooled" else None
+        if config.readout == "cells":  # cell features + the clip's mean -> a score per set value
+            self.cell_sizes = [len(ATTRIBUTES[n][1]) for n in self.set_names]
+            self.cell_head = nn.Sequential(nn.Linear(2 * w[-1], w[-1]), nn.SiLU(), nn.Linear(w[-1], sum(self.cell_sizes)))
+        if config.readout == "objects":
+            self.objects = ObjectReadout(w[-1], (config.frames, config.size // config.stride), config.queries)
 
     @property
     def feature_dim(self) -> int:
@@ -139,24 +200,33 @@ class VideoClassifier(nn.Module):
         return self._trunk(x)[1]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits per attribute: {name: (B, len(values))}."""
+        """Logits per attribute: {name: (B, len(values))}; with object queries also "objects":
+        (B, queries, 1 + classes) per query (`ObjectReadout`)."""
         h, f = self._trunk(x)
         out = {name: head(f.float()) for name, head in self.heads.items()}
-        if self.local_names:  # every cell scores every set value; a value is present where its best cell says so
+        if self.cell_norm is not None:
             cells = self.cell_norm(h.flatten(2).transpose(1, 2))  # (B, T*h*w, C)
+        if self.config.readout == "cells":  # every cell scores every set value; a value is present where its best cell says so
             context = cells.mean(1, keepdim=True).expand_as(cells)
             scores = self.cell_head(torch.cat([cells, context], -1)).amax(1).float()
-            out.update(zip(self.local_names, scores.split(self.local_sizes, -1)))
-        return {name: out[name] for name in ATTRIBUTES}
+            out.update(zip(self.set_names, scores.split(self.cell_sizes, -1)))
+        if self.config.readout == "objects":
+            out["objects"] = q = self.objects(cells).float()
+            out.update(ObjectReadout.set_logits(q))
+        return out
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> list[dict]:
         """Per clip: {attribute: {"value": value or [values], "confidence": p}}. A set holds the
         values with probability > 0.5 (at least the most likely one); its confidence is the
         lowest certainty among all its yes/no decisions."""
+        return self.read(self(x))
+
+    @staticmethod
+    def read(logits: dict[str, torch.Tensor]) -> list[dict]:
+        """`predict` from logits already computed."""
         out = []
-        logits = self(x)
-        for b in range(x.shape[0]):
+        for b in range(len(logits["camera"])):
             reading = {}
             for name, (kind, values) in ATTRIBUTES.items():
                 z = logits[name][b].float()
@@ -176,27 +246,65 @@ class VideoClassifier(nn.Module):
 
 
 def targets(attributes: list[dict]) -> dict[str, torch.Tensor]:
-    """Training targets from clip attributes: multi-hot (B, n) floats for sets, (B,) class ids."""
+    """Training targets from clip attributes: multi-hot (B, n) floats for sets, (B,) class ids,
+    and "objects": (B, 3, 5) class ids per object (`OBJECT_ATTRIBUTES` order), -1 where a clip has
+    fewer objects."""
     out = {}
     for name, (kind, values) in ATTRIBUTES.items():
         if kind == "one":
             key = {"count": lambda a: str(a["num_objects"])}.get(name, lambda a: a[name])
             out[name] = torch.tensor([values.index(key(a)) for a in attributes])
         else:
-            attr = {"colors": "color", "shapes": "shape", "sizes": "size", "motions": "motion", "speeds": "speed"}[name]
+            attr = OBJECT_ATTRIBUTES[name][0]
             hot = torch.zeros(len(attributes), len(values))
             for i, a in enumerate(attributes):
                 for o in a["objects"]:
                     if o[attr] is not None:
                         hot[i, values.index(o[attr])] = 1
             out[name] = hot
+    objects = torch.full((len(attributes), 3, len(OBJECT_ATTRIBUTES)), -1)
+    for i, a in enumerate(attributes):
+        for j, o in enumerate(a["objects"]):
+            objects[i, j] = torch.tensor([values.index(o[key] or "none") for key, values in OBJECT_ATTRIBUTES.values()])
+    out["objects"] = objects
     return out
 
 
+def object_loss(q: torch.Tensor, objects: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Set-prediction loss of object queries q (B, K, 1 + classes) against objects (B, n, 5) (-1 =
+    none): each clip's objects are matched one-to-one to the queries that read them best (Hungarian
+    matching on the summed probabilities of the object and its classes, scipy), matched queries learn their object's
+    classes (cross-entropy per attribute) and all queries learn whether they hold an object."""
+    from scipy.optimize import linear_sum_assignment
+
+    exist, logp = ObjectReadout.split(q.float())
+    B, K = exist.shape
+    objects = objects.to(q.device)
+    real = objects[..., 0] >= 0  # (B, n)
+    idx = objects.clamp(min=0)
+    with torch.no_grad():  # cost[b, k, j]: minus the probabilities query k gives object j (DETR's; bounded, unlike logs)
+        cost = -torch.sigmoid(exist)[..., None] - sum(
+            lp.exp().gather(-1, idx[..., a][:, None].expand(-1, K, -1)) for a, lp in enumerate(logp))
+    holds = torch.zeros(B, K, device=q.device)
+    target = torch.full((B, K, objects.shape[-1]), -1, device=q.device)
+    for b, c in enumerate(cost.cpu().numpy()):
+        n = int(real[b].sum())
+        rows, cols = linear_sum_assignment(c[:, :n])
+        holds[b, rows] = 1
+        target[b, rows] = objects[b, cols]
+    parts = {"objects": F.binary_cross_entropy_with_logits(exist, holds)}
+    for a, (name, lp) in enumerate(zip(OBJECT_ATTRIBUTES, logp)):
+        parts[name] = F.nll_loss(lp.flatten(0, 1), target[..., a].flatten(), ignore_index=-1)
+    return parts
+
+
 def loss(logits: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """Mean over attributes of BCE (sets) or cross-entropy (single answers)."""
-    parts = {}
+    """Mean over attributes of BCE (sets) or cross-entropy (single answers); with object queries
+    the sets are learnt through `object_loss` instead."""
+    parts = object_loss(logits["objects"], target["objects"]) if "objects" in logits else {}
     for name, (kind, _) in ATTRIBUTES.items():
+        if name in parts:
+            continue
         fn = F.cross_entropy if kind == "one" else F.binary_cross_entropy_with_logits
         parts[name] = fn(logits[name].float(), target[name].to(logits[name].device))
     return sum(parts.values()) / len(parts), parts
@@ -256,16 +364,42 @@ def prepare(video: Video, config: ClassifierConfig) -> torch.Tensor:
     return x
 
 
-def describe(reading: dict) -> str:
+def read_objects(q: torch.Tensor, threshold: float = 0.5) -> list[list[dict]]:
+    """Per clip, the objects the queries q (B, K, 1 + classes) hold (P(object) > threshold, most
+    certain first): {"color", "shape", "size", "motion", "speed", "confidence"}, the confidence
+    being the lowest of P(object) and its classes' probabilities."""
+    exist, logp = ObjectReadout.split(q.float())
+    p_obj = torch.sigmoid(exist)
+    out = []
+    for b in range(len(q)):
+        objs = []
+        for k in p_obj[b].argsort(descending=True).tolist():
+            if p_obj[b, k] <= threshold:
+                break
+            o = {key: values[int(lp[b, k].argmax())] for (key, values), lp in zip(OBJECT_ATTRIBUTES.values(), logp)}
+            sure = min([float(p_obj[b, k])] + [float(lp[b, k].max().exp()) for lp in logp])
+            moving = o["motion"] != "still" and o["speed"] != "none"
+            objs.append({**o, "speed": o["speed"] if moving else None, "confidence": round(sure, 4)})
+        out.append(objs)
+    return out
+
+
+def describe(reading: dict, objects: list[dict] | None = None) -> str:
     """A caption written from a prediction, e.g. 'one object: red circle; medium size; motion left (fast);
-    camera static; plain background'."""
+    camera static; plain background', or from the objects read one by one (`read_objects`): 'two
+    objects: small red circle, left (fast); large blue star, still; camera static; plain background'."""
     n = reading["count"]["value"]
     words = {"1": "one object", "2": "two objects", "3": "three objects"}[n]
-    parts = [f"{words}: {', '.join(reading['colors']['value'])} {'/'.join(reading['shapes']['value'])}",
-             f"{'/'.join(reading['sizes']['value'])} size",
-             f"motion {', '.join(reading['motions']['value'])}"
-             + (f" ({'/'.join(reading['speeds']['value'])})" if reading["speeds"]["value"] else ""),
-             f"camera {reading['camera']['value']}", f"{reading['background']['value']} background"]
+    if objects:
+        things = "; ".join(f"{o['size']} {o['color']} {o['shape']}, {o['motion']}"
+                           + (f" ({o['speed']})" if o["speed"] else "") for o in objects)
+        parts = [f"{words}: {things}"]
+    else:
+        parts = [f"{words}: {', '.join(reading['colors']['value'])} {'/'.join(reading['shapes']['value'])}",
+                 f"{'/'.join(reading['sizes']['value'])} size",
+                 f"motion {', '.join(reading['motions']['value'])}"
+                 + (f" ({'/'.join(reading['speeds']['value'])})" if reading["speeds"]["value"] else "")]
+    parts += [f"camera {reading['camera']['value']}", f"{reading['background']['value']} background"]
     return "; ".join(parts)
 
 
@@ -290,14 +424,17 @@ def load_classifier(path: str | Path | None = None) -> VideoClassifier:
     return load_component(folder, lambda c: VideoClassifier(ClassifierConfig.from_dict(c))).eval()
 
 
+@torch.no_grad()
 def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> dict:
     """What the classifier reads in any video: {"attributes": {name: {"value", "confidence"}},
+    "objects": [one dict per object, see `read_objects`] (with object queries, else []),
     "caption", "uncertain": [names under `unsure`], "in_domain": no attribute is uncertain}."""
-    x = prepare(video, model.config).unsqueeze(0)
-    reading = model.predict(x)[0]
+    logits = model(prepare(video, model.config).unsqueeze(0))
+    reading = model.read(logits)[0]
+    objects = read_objects(logits["objects"])[0] if "objects" in logits else []
     uncertain = [name for name, r in reading.items() if r["confidence"] < unsure]
-    return {"attributes": reading, "caption": describe(reading), "uncertain": uncertain,
-            "in_domain": not uncertain}
+    return {"attributes": reading, "objects": objects, "caption": describe(reading, objects),
+            "uncertain": uncertain, "in_domain": not uncertain}
 
 
 @torch.no_grad()
