@@ -46,6 +46,25 @@ def _clip_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
 
 
+def _size_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, help="number of frames, 4k+1 (default: the model's, 17)")
+    p.add_argument("--height", type=int, help="height in pixels, a multiple of 8 x patch (default: the model's)")
+    p.add_argument("--width", type=int, help="width in pixels, a multiple of 8 x patch (default: the model's)")
+    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's, 8)")
+
+
+def _sampling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
+    p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
+    p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was done (with "
+                                                       "windows, seconds and peak memory)")
+    _common(p)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="kinema", description="kinema: video generation models that train and run on a CPU.")
     parser.add_argument("--version", action="version", version=f"kinema {__version__}")
@@ -58,23 +77,69 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("generate", help="generate a video from a text prompt",
+    p = sub.add_parser("generate", help="generate a video from a text prompt (and frames you give)",
                        description="Generate a video from a text prompt. An empty prompt \"\" generates "
-                                   "unconditionally. The same seed gives the same video.")
-    p.add_argument("prompt", help="what the video shows, e.g. \"a red circle moves left\"")
-    p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
-    p.add_argument("--frames", type=int, help="number of frames, 4k+1 (default: the model's, 17)")
-    p.add_argument("--height", type=int, help="height in pixels, a multiple of 8 x patch (default: the model's)")
-    p.add_argument("--width", type=int, help="width in pixels, a multiple of 8 x patch (default: the model's)")
-    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's, 8)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
-    p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
-    p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
-    p.add_argument("--json", action="store_true", help="print one JSON object describing what was done")
-    _common(p)
+                                   "unconditionally. The same seed gives the same video. Frames you give are "
+                                   "kept: --image animates a still, --last-image sets the last frame, --keyframe "
+                                   "any frame; --seconds makes a long video window by window.")
+    p.add_argument("prompt", help="what the video shows, e.g. \"a red circle moves left\"; with --seconds it may be "
+                                  "a schedule, \"0s: a red ball rolls left; 4s: the camera zooms in\"")
+    _size_flags(p)
+    p.add_argument("--image", help="image (or video: its first frame) to start from: image-to-video")
+    p.add_argument("--last-image", help="image (or video: its first frame) to end on: first+last frame")
+    p.add_argument("--keyframe", action="append", default=[], metavar="INDEX:PATH",
+                   help="keep frame INDEX as the image at PATH, e.g. --keyframe 0:a.png --keyframe 16:b.png "
+                        "(repeatable; a frame after 0 holds its group of 4 frames)")
+    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
+                   help="how given images of another size are fitted: crop (cover, centre-crop), pad (fit, black "
+                        "bars) or stretch (default: crop)")
+    p.add_argument("--seconds", type=float, help="make a long video of this many seconds, window by window "
+                                                 "(as extend does; at most 600)")
+    _sampling_flags(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("extend", help="continue a video, window by window, for as long as you like",
+                       description="Continue VIDEO by --seconds: each window is generated from the last frames "
+                                   "so far (kept clean) and adds the rest, so memory stays flat with length. "
+                                   "The output is the source (fitted to the model) followed by the new part.")
+    p.add_argument("video", help="the clip to continue (any size and fps; it is fitted to the model's)")
+    p.add_argument("--prompt", default="", help="what happens next, or a schedule \"0s: ...; 4s: ...\" with times "
+                                                "from the start of the new part (default: \"\", unconditional)")
+    p.add_argument("--seconds", type=float, required=True, help="seconds to add (at most 600)")
+    p.add_argument("--context", type=int, default=2, help="latent frames each window is conditioned on: "
+                                                          "1 + 4 (context - 1) frames (default: 2, 5 frames)")
+    p.add_argument("--frames", type=int, help="frames per window, 4k+1 (default: the model's, 17)")
+    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
+                   help="how a source of another size is fitted (default: crop)")
+    _sampling_flags(p)
+    p.set_defaults(func=cmd_extend)
+
+    p = sub.add_parser("interpolate", help="in-between frames from two images (or two videos' end and start)",
+                       description="Generate the frames between FIRST and LAST: the output starts at FIRST (its "
+                                   "last frame, if a video) and ends at LAST (its first frame).")
+    p.add_argument("first", help="image or video to start from")
+    p.add_argument("last", help="image or video to end on")
+    p.add_argument("--prompt", default="", help="what happens in between (default: \"\", unconditional)")
+    _size_flags(p)
+    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
+                   help="how images of another size are fitted (default: crop)")
+    _sampling_flags(p)
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("edit", help="restyle a video with a new prompt, or regenerate a masked region",
+                       description="Video-to-video: VIDEO is encoded, noised to --strength and denoised with "
+                                   "--prompt (0 returns the source, 1 ignores it). With --mask only the white "
+                                   "part of the mask is regenerated; outside it the source is kept.")
+    p.add_argument("video", help="the clip to edit (fitted to the model's size and fps; its first 4k+1 frames, "
+                                 "at most 129)")
+    p.add_argument("--prompt", required=True, help="what the edited video shows")
+    p.add_argument("--strength", type=float, help="how far from the source, 0 ... 1 (default: 0.6; 1 with --mask)")
+    p.add_argument("--mask", help="image (applies to every frame) or video (frame by frame), white = regenerate; "
+                                  "another size with the same aspect is resized with a warning")
+    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
+                   help="how a source of another size is fitted (default: crop)")
+    _sampling_flags(p)
+    p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("train", help="train a component on the procedural dataset",
                        description="Train a component from a named preset. The run folder gets model/ (the "
@@ -91,7 +156,8 @@ def build_parser() -> Parser:
                         "(--set given now still applies on top)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
-                        "setting, e.g. --set model.patch=1 --set model.dim=384 (repeatable)")
+                        "setting, e.g. --set model.patch=1 --set model.dim=384, or a condition mode's weight, e.g. "
+                        "--set condition_masks.image=0.2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     _common(p)
     p.set_defaults(func=cmd_train)
@@ -184,13 +250,61 @@ def cmd_info(args) -> None:
     _emit(args, info, lines)
 
 
-def cmd_generate(args) -> None:
-    from .pipeline import generate_to_file
-    kwargs = {k: getattr(args, k) for k in ("frames", "height", "width", "fps", "steps", "guidance")}
-    result = generate_to_file(args.model, args.prompt, args.out, seed=args.seed, sampler=args.sampler,
-                              progress=not args.json, **kwargs)
+def _sampling(args, *names) -> dict:
+    keys = ("steps", "guidance", "sampler", "seed", *names)
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _wrote(args, result: dict) -> None:
+    more = f", {result['windows']} windows" if result["windows"] else ""
     _emit(args, result, [f"wrote {result['out']} ({result['frames']} frames, {result['height']}x{result['width']}, "
-                         f"{result['seconds']} s)"])
+                         f"{result['video_seconds']} s of video in {result['seconds']} s{more})"])
+
+
+def _keyframes(specs: list[str]) -> dict:
+    from .video import Video
+    out = {}
+    for spec in specs:
+        index, sep, path = spec.partition(":")
+        if not sep or not index.strip().lstrip("-").isdigit() or not path:
+            raise InputError(f"--keyframe expects INDEX:PATH, e.g. 16:b.png, got {spec!r}")
+        out[int(index)] = Video.read(path)
+    return out
+
+
+def cmd_generate(args) -> None:
+    from .pipeline import run_to_file
+    from .video import Video
+    kwargs = _sampling(args, "frames", "height", "width", "fps", "seconds")
+    kwargs.update(keyframes=_keyframes(args.keyframe), fit=args.fit, progress=not args.json,
+                  image=Video.read(args.image) if args.image else None,
+                  last_image=Video.read(args.last_image) if args.last_image else None)
+    _wrote(args, run_to_file(args.model, args.out, "generate", args.prompt, **kwargs))
+
+
+def cmd_extend(args) -> None:
+    from .pipeline import run_to_file
+    from .video import Video
+    kwargs = _sampling(args, "frames", "context", "fit")
+    _wrote(args, run_to_file(args.model, args.out, "extend", Video.read(args.video), args.prompt, args.seconds,
+                             progress=not args.json, **kwargs))
+
+
+def cmd_interpolate(args) -> None:
+    from .pipeline import run_to_file
+    from .video import Video
+    kwargs = _sampling(args, "frames", "height", "width", "fps", "fit")
+    _wrote(args, run_to_file(args.model, args.out, "interpolate", Video.read(args.first), Video.read(args.last),
+                             args.prompt, progress=not args.json, **kwargs))
+
+
+def cmd_edit(args) -> None:
+    from .pipeline import run_to_file
+    from .video import Video
+    kwargs = _sampling(args, "strength", "fit")
+    mask = Video.read(args.mask) if args.mask else None
+    _wrote(args, run_to_file(args.model, args.out, "edit", Video.read(args.video), args.prompt, mask=mask,
+                             progress=not args.json, **kwargs))
 
 
 def cmd_train(args) -> None:

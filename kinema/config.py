@@ -45,6 +45,9 @@ class TrainConfig:
     latent_cache: int = 0  # >0: encode this many clips once and train on their cached latents
     per_frame_t: float = 0.0  # fraction of samples whose latent frames get independent noise levels
     motion_weight: float = 0.0  # >0: weight the loss towards positions that change over time (flow.motion_weight)
+    # {mode: weight}: condition masks drawn per sample (diffusion.masks: image, extend, interpolate,
+    # keyframes, inpaint, text); empty = text-to-video only. --set condition_masks.image=0.2
+    condition_masks: dict = field(default_factory=dict)
     sample_steps: int = 16
     sample_guidance: float = 4.0
     # bookkeeping
@@ -73,12 +76,13 @@ class TrainConfig:
         types = {f.name: type(getattr(self, f.name)) for f in dataclasses.fields(self)}
         for a in assignments:
             key, sep, value = a.partition("=")
-            if key.startswith("model.") and sep:  # a model setting: model.patch=1, model.dim=384
-                out["model"] = {**out["model"], key[6:]: _parse(value)}
+            head, dot, sub = key.partition(".")
+            if dot and sep and types.get(head) is dict:  # model.dim=384, condition_masks.image=0.2
+                out[head] = {**out[head], sub: _parse(value)}
                 continue
             if not sep or key not in types or types[key] in (dict, tuple):
-                raise InputError(f"--set expects key=value with a scalar setting or model.KEY=VALUE, got {a!r}; "
-                                 f"settings: "
+                raise InputError(f"--set expects key=value with a scalar setting, or model.KEY=VALUE or "
+                                 f"condition_masks.MODE=WEIGHT, got {a!r}; settings: "
                                  f"{', '.join(k for k, t in types.items() if t not in (dict, tuple))}")
             try:
                 out[key] = (value.lower() in ("1", "true", "yes")) if types[key] is bool else types[key](value)
@@ -94,6 +98,10 @@ def _parse(value: str):
     except ValueError:
         return value
 
+
+# How often training draws each conditioning mode (diffusion.masks): text-to-video stays the most
+# common task; image-to-video next, as it is the most used mode.
+CONDITION_MASKS = {"text": 0.4, "image": 0.2, "extend": 0.15, "interpolate": 0.1, "keyframes": 0.05, "inpaint": 0.1}
 
 PRESETS: dict[tuple[str, str], TrainConfig] = {
     ("autoencoder", "tiny"): TrainConfig(
@@ -111,7 +119,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
     ("transformer", "tiny"): TrainConfig(
         "transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,
-        sample_steps=4, log_every=5, sample_every=25, checkpoint_every=25),
+        condition_masks=dict(CONDITION_MASKS), sample_steps=4, log_every=5, sample_every=25, checkpoint_every=25),
     # 64x64x17 -> latents 16x5x8x8 (channels follow the autoencoder) -> patch 2: 80 tokens;
     # 12.1M parameters, ~0.19 s a step on 2 cores with bf16, explicit attention and compile
     # (22k steps: ~75 minutes). The loss is weighted towards what moves (motion_weight): without
@@ -119,7 +127,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
     ("transformer", "shapes-64"): TrainConfig(
         "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
         batch_size=16, lr=5e-4, warmup_steps=200, max_steps=22_000, ema_decay=0.999, latent_cache=8000,
-        motion_weight=3.0, compile=True,
+        motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS),
         log_every=10, sample_every=1000, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
         "classifier", model={"widths": [16, 32, 64], "groups": 4},

@@ -10,23 +10,31 @@ The same seed gives the same video.
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .checkpoint import load_component, read_index
+from .diffusion import masks
 from .diffusion.flow import shift_for_tokens
 from .diffusion.sampling import SAMPLERS, cfg, timesteps
 from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
-from .runtime import autocast, default_device
-from .video import MAX_SIDE, Video, check_fps, check_frames
+from .runtime import autocast, default_device, peak_memory_mb
+from .video import MAX_SIDE, Video, check_fit, check_fps, check_frames
 
 SPATIAL, TEMPORAL = 8, 4  # autoencoder compression
 MAX_STEPS = 1000
+MAX_SECONDS = 600.0  # longest extension / long generation
+MAX_EDIT_FRAMES = 4 * 32 + 1  # frames edited in one pass
 
 
 def model_folder(path: str | Path) -> Path:
@@ -61,6 +69,7 @@ class Pipeline:
         self.defaults = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
                          **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
+        self.windows = 0  # windows of the last long video (extend, generate with seconds)
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
@@ -75,15 +84,8 @@ class Pipeline:
         text = load_text_encoder(index.get("text_encoder", "minilm")).to(device)
         return cls(ae, tr.to(device).eval(), text, index.get("defaults"), device)
 
-    @torch.no_grad()
-    def generate(self, prompt: str | list[str], *, frames: int | None = None, height: int | None = None,
-                 width: int | None = None, fps: float | None = None, steps: int | None = None,
-                 guidance: float | None = None, seed: int | list[int] = 0, sampler: str = "heun",
-                 shift: float | None = None, progress: bool = True):
-        """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
-        classifier-free guidance; `shift` defaults to one that grows with the token count. `seed`
-        seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
-        a clip does not depend on what it is batched with)."""
+    # -- settings shared by every mode
+    def _settings(self, frames, height, width, fps, steps, guidance, sampler) -> dict:
         d = self.defaults
         frames = check_frames(frames if frames is not None else d["frames"])
         stride = SPATIAL * self.transformer.config.patch
@@ -98,32 +100,251 @@ class Pipeline:
             raise InputError(f"guidance must be between 0 and 30, got {guidance}")
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        return {"frames": frames, "height": height, "width": width, "fps": fps, "steps": steps,
+                "guidance": guidance, "sampler": sampler}
 
-        B, C = len(prompts), self.autoencoder.config.latent_channels
-        shape = (B, C, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL)
+    def _noise(self, B: int, shape: tuple, seed) -> torch.Tensor:
         if isinstance(seed, (list, tuple)):
             if len(seed) != B:
                 raise InputError(f"got {len(seed)} seeds for {B} prompts")
-            x = torch.cat([torch.randn((1, *shape[1:]), generator=torch.Generator().manual_seed(int(s))) for s in seed])
+            x = torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(int(s))) for s in seed])
         else:
-            x = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
-        x = x.to(self.device)
+            x = torch.randn((B, *shape), generator=torch.Generator().manual_seed(int(seed)))
+        return x.to(self.device)
+
+    def _latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return (self.autoencoder.config.latent_channels, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL)
+
+    @torch.no_grad()
+    def _denoise(self, prompts: list[str], x: torch.Tensor, s: dict, *, shift: float | None = None,
+                 given: torch.Tensor | None = None, clean: torch.Tensor | None = None, start: float = 1.0,
+                 progress: bool = False) -> torch.Tensor:
+        """Solve the flow ODE from `start` (1: pure noise) to 0. Condition tokens (`clean`, (B, T, h, w)
+        on the token grid) hold the latents `given` (B, C, T, H, W) throughout: they enter every
+        model call clean, at t = 0, and their velocity is set to 0, so sampling never changes them."""
+        p = self.transformer.config.patch
+        B = x.shape[0]
+        keep = None
+        if clean is not None:
+            clean = clean.to(self.device).expand(B, -1, -1, -1)
+            keep = masks.to_latent(clean, p)[:, None]
+            x = torch.where(keep, given.to(x.dtype), x)
         cond = self.text_encoder.encode(prompts)
         uncond = self.text_encoder.encode([""] * B)
-        tokens = shape[2] * shape[3] * shape[4] // self.transformer.config.patch ** 2
-        ts = timesteps(steps, shift if shift is not None else shift_for_tokens(tokens)).to(self.device)
+        tokens = x.shape[2] * x.shape[3] * x.shape[4] // p ** 2
+        ts = timesteps(s["steps"], shift if shift is not None else shift_for_tokens(tokens)).to(self.device)
+        if start < 1.0:  # start part-way (video-to-video): the schedule's times below `start`
+            ts = torch.cat([ts.new_tensor([start]), ts[ts < start]])
 
         def model_fn(x, t, c):
             states, mask = c
+            n = x.shape[0] // B  # 2 under classifier-free guidance
+            cl = None if clean is None else clean.repeat(n, 1, 1, 1)
             with autocast(self.device):
-                return self.transformer(x, t.expand(x.shape[0], x.shape[2]), states, mask).float()
+                v = self.transformer(x, t.expand(x.shape[0], x.shape[2]), states, mask, cl).float()
+            return v if keep is None else v.masked_fill(keep.repeat(n, 1, 1, 1, 1), 0.0)
 
-        z = SAMPLERS[sampler](cfg(model_fn, cond, uncond, guidance), x, ts, progress=progress)
+        return SAMPLERS[s["sampler"]](cfg(model_fn, cond, uncond, s["guidance"]), x, ts, progress=progress)
+
+    @torch.no_grad()
+    def _decode(self, z: torch.Tensor, fps: float) -> list[Video]:
         with autocast(self.device):
             pixels = self.autoencoder.decode(z).float()
-        videos = [Video.from_tensor(v, fps) for v in pixels]
+        return [Video.from_tensor(v, fps) for v in pixels]
+
+    @torch.no_grad()
+    def encode(self, video: Video, height: int, width: int, fit: str = "crop") -> torch.Tensor:
+        """Normalised latents (1, C, T_lat, H/8, W/8) of a video fitted to height x width (its first
+        4k+1 frames)."""
+        v = video.resize(height, width, fit)
+        x = v.to_tensor()[:, : 1 + (v.num_frames - 1) // TEMPORAL * TEMPORAL][None].to(self.device)
+        with autocast(self.device):
+            return self.autoencoder.encode(x).float()
+
+    def _no_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """An all-False token mask (1, T, h, w) for latents (1, C, T, H, W)."""
+        p = self.transformer.config.patch
+        return torch.zeros(1, latents.shape[2], latents.shape[3] // p, latents.shape[4] // p, dtype=torch.bool)
+
+    def _latent_mask(self, mask: Video, video: Video, frames: int, s: dict, fit: str) -> torch.Tensor:
+        """Where a pixel mask (white = regenerate) touches the latents (1, T_lat, H/8, W/8): a still
+        mask applies to every frame, a mask video frame by frame (at the source's fps). A mask of
+        another size is resized (with a warning) if its aspect is the source's, else refused."""
+        if (mask.height, mask.width) != (video.height, video.width):
+            if abs(mask.width / mask.height - video.width / video.height) > 0.01:
+                raise InputError(f"the mask is {mask.width}x{mask.height} but the video {video.width}x{video.height}: "
+                                 f"a mask must have the video's aspect ratio")
+            warnings.warn(f"resizing the {mask.width}x{mask.height} mask to the video's {video.width}x{video.height}")
+        if mask.num_frames > 1:
+            mask = Video(mask.frames, video.fps).resample(s["fps"])
+            if mask.num_frames < frames:
+                raise InputError(f"the mask video has {mask.num_frames} frames at {s['fps']:g} fps, the video {frames}")
+        m = torch.from_numpy(mask.resize(s["height"], s["width"], fit).frames[:frames].max(-1) > 127)
+        m = m.expand(frames, -1, -1).float()
+        m = torch.cat([m[:1], m[1:].view(-1, TEMPORAL, *m.shape[1:]).amax(1)])  # frame 0, then groups of 4
+        return (F.max_pool2d(m[None], SPATIAL) > 0)
+
+    def _frame_conditions(self, images: dict[int, Video], s: dict, fit: str):
+        """Latents and token mask for frames given as images: {frame index: image}. Frame 0 is
+        encoded alone (as the autoencoder encodes every first frame); an image for frame i > 0
+        fixes the latent frame that holds frame i (frames 4k-3 ... 4k), encoded as the image held
+        still for those 4 frames."""
+        given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
+        clean = self._no_tokens(given)
+        for i, image in sorted(images.items()):
+            if not isinstance(i, int) or not 0 <= i < s["frames"]:
+                raise InputError(f"frame index {i} is outside the video's frames 0 ... {s['frames'] - 1}")
+            still = Video(np.repeat(image.frames[:1], 1 if i == 0 else 1 + TEMPORAL, 0), s["fps"])
+            k = (i + TEMPORAL - 1) // TEMPORAL
+            given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
+            clean[:, k] = True
+        return given, clean
+
+    @torch.no_grad()
+    def generate(self, prompt: str | list[str], *, frames: int | None = None, height: int | None = None,
+                 width: int | None = None, fps: float | None = None, steps: int | None = None,
+                 guidance: float | None = None, seed: int | list[int] = 0, sampler: str = "heun",
+                 shift: float | None = None, image: Video | None = None, last_image: Video | None = None,
+                 keyframes: dict[int, Video] | None = None, fit: str = "crop", seconds: float | None = None,
+                 progress: bool = True):
+        """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
+        classifier-free guidance; `shift` defaults to one that grows with the token count. `seed`
+        seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
+        a clip does not depend on what it is batched with).
+
+        Frames you give are kept: `image` becomes frame 0 (image-to-video), `last_image` the last
+        frame (first + last frame), `keyframes` {frame index: image} any frames; images of any size
+        are fitted with `fit` (crop, pad, stretch). See `_frame_conditions` for frames after 0.
+
+        `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
+        then `extend` for the rest; keyframes past the first window are refused."""
+        s = self._settings(frames, height, width, fps, steps, guidance, sampler)
+        if seconds is not None:
+            if not isinstance(prompt, str) or not 0 < seconds <= MAX_SECONDS:
+                raise InputError(f"a long video takes one prompt and seconds in (0, {MAX_SECONDS}], got {seconds}")
+            common = {"steps": s["steps"], "guidance": s["guidance"], "sampler": sampler, "shift": shift}
+            first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
+                                  width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
+                                  keyframes=keyframes, fit=fit, progress=False, **common)
+            rest = seconds - first.duration
+            if rest <= 0:
+                return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
+            return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
+                               fps=s["fps"], seed=int(seed) + 1, clock=first.duration, progress=progress, **common)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        images = dict(keyframes or {})
+        for i, im in ((0, image), (s["frames"] - 1, last_image)):
+            if im is not None:
+                images[i] = im
+        given, clean = self._frame_conditions(images, s, check_fit(fit)) if images else (None, None)
+        x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
+        z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress)
+        videos = self._decode(z, s["fps"])
         return videos[0] if isinstance(prompt, str) else videos
+
+
+    # -- long videos, window by window
+    @torch.no_grad()
+    def extend(self, video: Video, prompt: str, seconds: float, *, context: int = 2, frames: int | None = None,
+               height: int | None = None, width: int | None = None, fps: float | None = None, steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
+               shift: float | None = None, fit: str = "crop", clock: float = 0.0, progress: bool = True) -> Video:
+        """The video (fitted to the model's size and fps) followed by `seconds` more, generated
+        window by window: each window of `frames` frames is conditioned on the last
+        1 + 4 (context - 1) frames so far (re-encoded: `context` latent frames) and adds the rest.
+        Only one window is ever in the model, so memory stays flat with length. `prompt` may be a
+        schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
+        new part, plus `clock`): each window follows the prompt in force where it starts."""
+        s = self._settings(frames, height, width, fps, steps, guidance, sampler)
+        if not 0 < seconds <= MAX_SECONDS:
+            raise InputError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
+        T_lat = 1 + (s["frames"] - 1) // TEMPORAL
+        if not 1 <= context < T_lat:
+            raise InputError(f"context must be between 1 and {T_lat - 1} latent frames for {s['frames']}-frame windows")
+        schedule = prompt_schedule(prompt)
+        out = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit)).frames
+        keep = 1 + TEMPORAL * (context - 1)  # pixel frames of context
+        new_per_window = s["frames"] - keep
+        todo = round(seconds * s["fps"])
+        windows = -(-todo // new_per_window)
+        chunks, made = [out], 0
+        self.windows = windows
+        for w in tqdm(range(windows), desc="extending", unit="window", disable=not progress):
+            ctx = np.concatenate(chunks)[-keep:] if len(chunks[-1]) < keep else chunks[-1][-keep:]
+            if len(ctx) < keep:  # a source shorter than the context: repeat its first frame before it
+                ctx = np.concatenate([np.repeat(ctx[:1], keep - len(ctx), 0), ctx])
+            given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
+            given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
+            clean = self._no_tokens(given)
+            clean[:, :context] = True
+            x = self._noise(1, given.shape[1:], seed + w)
+            text = schedule_at(schedule, clock + made / s["fps"])
+            z = self._denoise([text], x, s, shift=shift, given=given, clean=clean)
+            new = self._decode(z, s["fps"])[0].frames[keep:][: todo - made]
+            chunks.append(new)
+            made += len(new)
+        return Video(np.concatenate(chunks), s["fps"])
+
+    @torch.no_grad()
+    def interpolate(self, first: Video, last: Video, prompt: str = "", *, frames: int | None = None,
+                    **kwargs) -> Video:
+        """In-between frames: a clip of `frames` frames that starts at `first` (its last frame, if a
+        video) and ends at `last` (its first frame), following `prompt` if one is given."""
+        return self.generate(prompt, frames=frames, image=Video(first.frames[-1:], first.fps),
+                             last_image=Video(last.frames[:1], last.fps), **kwargs)
+
+    # -- editing
+    @torch.no_grad()
+    def edit(self, video: Video, prompt: str, *, strength: float | None = None, mask: Video | None = None,
+             steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
+             shift: float | None = None, fit: str = "crop", progress: bool = True) -> Video:
+        """Video-to-video with a new prompt. The source (fitted to the model's size and fps, its first
+        4k+1 frames, at most MAX_EDIT_FRAMES) is encoded, noised to `strength` and denoised
+        (SDEdit, Meng et al. 2022): strength 0 returns the source, 1 ignores it (default 0.6).
+        With `mask` (white = regenerate; an image applies to every frame, a video frame by frame)
+        only the masked region is regenerated (default strength 1 there): every latent token
+        the mask does not touch is kept exactly as the source's."""
+        strength = (1.0 if mask is not None else 0.6) if strength is None else float(strength)
+        if not 0.0 <= strength <= 1.0:
+            raise InputError(f"strength must be between 0 and 1, got {strength}")
+        s = self._settings(None, None, None, None, steps, guidance, sampler)
+        src = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit))
+        n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)
+        src = Video(src.frames[:n], s["fps"])
+        if strength == 0.0:
+            return src
+        z0 = self.encode(src, s["height"], s["width"])
+        given = clean = None
+        if mask is not None:  # a token is kept if the mask touches none of its latent positions
+            given, clean = z0, masks.to_tokens(~self._latent_mask(mask, video, src.num_frames, s, fit),
+                                               self.transformer.config.patch)
+        x = self._noise(1, z0.shape[1:], seed)
+        x = (1 - strength) * z0 + strength * x
+        z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress)
+        return self._decode(z, s["fps"])[0]
+
+
+_TIME = re.compile(r"(?:^|;)\s*(\d+(?:\.\d+)?)\s*s\s*:")
+
+
+def prompt_schedule(prompt: str) -> list[tuple[float, str]]:
+    """A prompt or a schedule of prompts, "0s: a red ball rolls left; 4s: the camera zooms in", as
+    [(start second, prompt)], sorted; a plain prompt is [(0, prompt)]. A schedule must start at 0s."""
+    marks = list(_TIME.finditer(prompt))
+    if not marks:
+        return [(0.0, prompt.strip())]
+    if prompt[: marks[0].start()].strip():
+        raise InputError(f"a prompt schedule must start with a time, like '0s: ...', got {prompt!r}")
+    out = [(float(m.group(1)), prompt[m.end(): nxt.start() if nxt else len(prompt)].strip())
+           for m, nxt in zip(marks, [*marks[1:], None])]
+    out.sort(key=lambda e: e[0])
+    if out[0][0] != 0:
+        raise InputError(f"a prompt schedule must say what happens from 0s, got {prompt!r}")
+    return out
+
+
+def schedule_at(schedule: list[tuple[float, str]], second: float) -> str:
+    """The prompt in force at `second`."""
+    return [text for start, text in schedule if start <= second + 1e-9][-1]
 
 
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
@@ -133,12 +354,15 @@ def load(path: str | Path | None = None, device: str | torch.device | None = Non
     return Pipeline.from_folder(path, device)
 
 
-def generate_to_file(path_model, prompt: str, out: str | Path, **kwargs) -> dict:
-    """Generate and save; returns what was done (for `--json`)."""
+def run_to_file(path_model, out: str | Path, mode: str, *args, **kwargs) -> dict:
+    """Load a model, run one of its modes (`generate`, `extend`, `interpolate`, `edit`), save the
+    video; returns what was done (for `--json`): frames, size, seconds of video, wall seconds,
+    windows (long videos) and the process's peak memory."""
     t0 = time.perf_counter()
     pipe = load(path_model)
-    video = pipe.generate(prompt, **kwargs)
+    video = getattr(pipe, mode)(*args, **kwargs)
     video.save(out)
-    return {"out": str(out), "prompt": prompt, "frames": video.num_frames, "height": video.height,
-            "width": video.width, "fps": video.fps, "seed": kwargs.get("seed", 0),
-            "steps": kwargs.get("steps") or pipe.defaults["steps"], "seconds": round(time.perf_counter() - t0, 3)}
+    return {"out": str(out), "mode": mode, "frames": video.num_frames, "height": video.height, "width": video.width,
+            "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
+            "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
+            "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device)}

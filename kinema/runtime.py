@@ -64,3 +64,12 @@ def describe() -> dict:
         "threads": torch.get_num_threads(),
         "bf16": bf16_fast(dev),
     }
+
+
+def peak_memory_mb(device: torch.device | str = "cpu") -> float:
+    """Peak memory of this process so far, MiB: the accelerator's allocations on CUDA, else the
+    resident set size (Linux `ru_maxrss`)."""
+    if torch.device(device).type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .config import TrainConfig
 from .data.synthetic import DATASET_VERSION, SyntheticClips
+from .diffusion import masks
 from .diffusion.flow import add_noise, drop_captions, flow_loss, motion_weight, sample_training_t
 from .errors import InputError
 from .models import classifier
@@ -113,6 +114,7 @@ class TransformerTask:
         self.text = load_text_encoder("minilm").to(device)
         model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
         self.model = VideoTransformer(model_cfg)
+        masks.check_weights(cfg.condition_masks)
         self.cache, self._perm = None, (-1, None)
 
     # -- data: clips -> latents, optionally precomputed once
@@ -173,9 +175,16 @@ class TransformerTask:
             t = torch.where(mixed, sample_training_t(B, T, tokens, gen, per_frame=True), t)
         t = t.to(x0.device)
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-        pred = model(add_noise(x0, noise, t), t, states, mask)
+        x_t = add_noise(x0, noise, t)
+        clean, generated = None, None
+        if self.cfg.condition_masks:  # condition tokens enter clean, at t = 0, and are left out of the loss
+            p = self.model.config.patch
+            clean = masks.sample_masks(B, T, H // p, W // p, self.cfg.condition_masks, gen)[0].to(x0.device)
+            given = masks.to_latent(clean, p)
+            x_t, generated = torch.where(given[:, None], x0, x_t), ~given
+        pred = model(x_t, t, states, mask, clean)
         weight = motion_weight(x0, self.cfg.motion_weight) if self.cfg.motion_weight > 0 else None
-        return flow_loss(pred, x0, noise, weight=weight), {}
+        return flow_loss(pred, x0, noise, loss_mask=generated, weight=weight), {}
 
     @torch.no_grad()
     def sample(self, model, path: Path) -> None:

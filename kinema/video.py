@@ -191,7 +191,7 @@ def _read_image(p: Path) -> np.ndarray:
         with Image.open(p) as im:
             if im.width * im.height > MAX_FRAME_PIXELS:
                 raise VideoReadError(f"{p}: {im.width}x{im.height} image is over the cap of {MAX_FRAME_PIXELS} pixels")
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as e:
         raise VideoReadError(f"{p}: not a readable image ({e})") from e
 
@@ -225,11 +225,14 @@ def _read_container(p: Path, max_frames: int, max_pixels: int) -> Video:
         fh = open(p, "rb")
     except OSError as e:
         raise VideoReadError(f"{p}: cannot open ({e.strerror})") from e
+    if os.fstat(fh.fileno()).st_size == 0:
+        fh.close()
+        raise VideoReadError(f"{p}: the file is empty (zero bytes)")
     with fh:
         try:
             # FFmpeg reads our file object; nested opens (playlist segments) match no protocol.
             container = av.open(fh, mode="r", metadata_errors="ignore", options={"protocol_whitelist": "none"})
-        except (av.FFmpegError, ValueError, UnicodeDecodeError) as e:
+        except (av.FFmpegError, ValueError, UnicodeDecodeError, OSError) as e:
             raise VideoReadError(f"{p}: not a video kinema can read (corrupt or unknown format: {e})") from e
         with container:
             fmt = container.format.name

@@ -134,6 +134,9 @@ def test_zero_frame_video(tmp_path):
         Video.read(p)
     with pytest.raises(InputError, match="at least one frame"):
         Video(np.zeros((0, 8, 8, 3), np.uint8))
+    (tmp_path / "nothing.mp4").write_bytes(b"")  # a zero-byte file (an interrupted copy)
+    with pytest.raises(VideoReadError, match="empty"):
+        Video.read(tmp_path / "nothing.mp4")
 
 
 def test_unreadable_image(tmp_path):

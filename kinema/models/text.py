@@ -108,7 +108,9 @@ class HFTextEncoder(TextEncoder):
     def __init__(self, path: str | Path, max_length: int = 77, cache_size: int = 1024):
         super().__init__(cache_size)
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a local load takes milliseconds; its bar is noise on stderr
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"text encoder folder {str(path)!r} not found or has no config.json")

@@ -3,10 +3,11 @@
 A DiT (Peebles & Xie, 2023) over video latents, in the spirit of LTX-Video, Wan and Open-Sora:
 
 1. patchify: latents (B, C, T, H, W) are cut into (1, p, p) patches, one token each, by a Linear;
-2. condition: every latent frame has its own timestep (condition frames carry t = 0). Its
-   sinusoidal embedding through an MLP, plus a pooled text vector, is that frame's conditioning
-   vector c (B, T, dim); tokens are kept grouped by frame, (B, T, S, dim), so c broadcasts to
-   its frame's S tokens without loops;
+2. condition: every latent frame has its own timestep. Its sinusoidal embedding through an MLP,
+   plus a pooled text vector, is that frame's conditioning vector c (B, T, dim); tokens are kept
+   grouped by frame, (B, T, S, dim), so c broadcasts to its frame's S tokens without loops.
+   Condition tokens (an image, the end of a clip, the kept part of an edited frame; `clean`) take
+   the conditioning of t = 0 instead, token by token;
 3. blocks: adaLN-Zero self-attention over all tokens (3D RoPE on q and k, QK-norm), then
    cross-attention to the text tokens (padding masked), then an adaLN-Zero GELU MLP;
 4. final layer: adaLN + a zero-initialised Linear back to patches, then unpatchify.
@@ -148,6 +149,14 @@ class Attention(nn.Module):
         return self.out(rearrange(out, "b h n d -> b n (h d)"))
 
 
+def modulation(ada: nn.Module, c: torch.Tensor, c_clean: torch.Tensor | None, clean: torch.Tensor | None):
+    """adaLN parameters per frame (B, T, 1, k), or per token (B, T, S, k) where condition tokens
+    (`clean`, (B, T, S, 1)) take those of c_clean (the t = 0 conditioning, (B, 1, D)): a token's
+    timestep is its frame's or 0, so two evaluations of `ada` serve any mask."""
+    m = ada(c).unsqueeze(2)
+    return m if clean is None else torch.where(clean, ada(c_clean).unsqueeze(2), m)
+
+
 class Block(nn.Module):
     """adaLN-Zero DiT block: modulated self-attention (RoPE), cross-attention to text, modulated MLP."""
 
@@ -162,10 +171,11 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # zero-initialised
 
-    def forward(self, x, c, rope, text, text_mask, text_gate):
-        """x (B, T, S, D) tokens grouped by frame; c (B, T, D) per-frame conditioning, broadcast over S."""
+    def forward(self, x, c, rope, text, text_mask, text_gate, c_clean=None, clean=None):
+        """x (B, T, S, D) tokens grouped by frame; c (B, T, D) per-frame conditioning, broadcast over
+        S; where `clean` (B, T, S, 1) is True, c_clean (B, 1, D) instead (see `modulation`)."""
         B, T, S, D = x.shape
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(2).chunk(6, -1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation(self.ada, c, c_clean, clean).chunk(6, -1)
         h = (self.norm1(x) * (1 + scale1) + shift1).reshape(B, T * S, D)
         x = x + gate1 * self.attn(h, rope=rope).view(B, T, S, D)
         h = self.norm2(x).reshape(B, T * S, D)
@@ -206,20 +216,28 @@ class VideoTransformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None,
+                clean: torch.Tensor | None = None):
         """Velocity eps - x0, shaped like x (B, C, T, H, W), at per-frame timesteps t (B, T) in [0, 1],
-        given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real)."""
+        given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real).
+        `clean` (B, T, H / patch, W / patch) bool marks condition tokens (kinema.diffusion.masks):
+        their timestep is 0 whatever their frame's t."""
         cfg, p = self.config, self.config.patch
-        B, T, H, W = self._check(x, t, text, text_mask)
+        B, T, H, W = self._check(x, t, text, text_mask, clean)
         real = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         mask = real if text_mask is None else text_mask.bool()
 
         h = self.patch_embed(rearrange(x, "b c t (h p) (w q) -> b t (h w) (p q c)", p=p, q=p))  # (B, T, S, D)
+        if clean is not None:  # one more "frame" at t = 0: the conditioning of clean tokens
+            t = torch.cat([t, t.new_zeros(B, 1)], 1)
         c = self.time_embed(timestep_embedding(t, cfg.freq_dim).to(h.dtype))  # (B, T, D): one per frame
         text = self.text_embed(text)
         if self.text_pool is not None:  # masked mean of the real tokens (zero when there are none)
             total = torch.where(mask[..., None], text, 0).sum(1)
             c = c + self.text_pool(total / mask.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+        c_clean = None
+        if clean is not None:
+            c, c_clean, clean = c[:, :T], c[:, T:], clean.reshape(B, T, -1, 1).to(c.device)
         # A row with no real token would make SDPA return NaN: let it attend anywhere, then gate it to 0.
         has_text = mask.any(1)
         attn_mask = (mask | ~has_text[:, None])[:, None, None, :]
@@ -228,14 +246,14 @@ class VideoTransformer(nn.Module):
 
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, rope, text, attn_mask, text_gate, use_reentrant=False)
+                h = checkpoint(block, h, c, rope, text, attn_mask, text_gate, c_clean, clean, use_reentrant=False)
             else:
-                h = block(h, c, rope, text, attn_mask, text_gate)
-        shift, scale = self.final_ada(c).unsqueeze(2).chunk(2, -1)
+                h = block(h, c, rope, text, attn_mask, text_gate, c_clean, clean)
+        shift, scale = modulation(self.final_ada, c, c_clean, clean).chunk(2, -1)
         out = self.final(self.final_norm(h) * (1 + scale) + shift)
         return rearrange(out, "b t (h w) (p q c) -> b c t (h p) (w q)", h=H // p, p=p, q=p)
 
-    def _check(self, x, t, text, text_mask) -> tuple[int, int, int, int]:
+    def _check(self, x, t, text, text_mask, clean=None) -> tuple[int, int, int, int]:
         cfg, p = self.config, self.config.patch
         if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
             raise InputError(f"latents must be (B, {cfg.latent_channels}, T, H, W), got {tuple(x.shape)}")
@@ -252,6 +270,9 @@ class VideoTransformer(nn.Module):
             raise InputError(f"text must be (B, L, {cfg.text_dim}) with B = {B}, got {tuple(text.shape)}")
         if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise InputError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        if clean is not None and tuple(clean.shape) != (B, T, H // p, W // p):
+            raise InputError(f"clean must be (B, T, H / patch, W / patch) = {(B, T, H // p, W // p)}, "
+                             f"got {tuple(clean.shape)}")
         return B, T, H, W
 
 

@@ -1,0 +1,210 @@
+"""One model for every mode: condition masks in training, and image-to-video, keyframes,
+interpolation, extension and editing at sampling time, with tiny models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.cli import main
+from kinema.config import preset
+from kinema.data.synthetic import SyntheticClips
+from kinema.diffusion import masks
+from kinema.errors import InputError
+from kinema.models.transformer import create
+from kinema.pipeline import load, prompt_schedule, schedule_at
+from kinema.train import train
+from kinema.video import Video
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny autoencoder and a tiny transformer trained with condition masks (the tiny preset's)."""
+    root = tmp_path_factory.mktemp("runs")
+    train("autoencoder", preset("autoencoder", "tiny"), root / "ae", max_steps=30, progress=False)
+    cfg = preset("transformer", "tiny")
+    assert cfg.condition_masks  # the presets train every mode
+    train("transformer", cfg, root / "t2v", max_steps=20, autoencoder=root / "ae", progress=False)
+    return root / "t2v"
+
+
+@pytest.fixture(scope="module")
+def pipe(run):
+    return load(run)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return SyntheticClips("train", frames=17, height=16, width=16)[0].video
+
+
+# ------------------------------------------------------------------ masks
+def test_each_mode_draws_its_mask():
+    g = torch.Generator().manual_seed(0)
+    m, modes = masks.sample_masks(64, 5, 4, 4, {"image": 1.0}, g)
+    assert modes == ["image"] * 64 and m[:, 0].all() and not m[:, 1:].any()
+    m, _ = masks.sample_masks(64, 5, 4, 4, {"interpolate": 1.0}, g)
+    assert m[:, [0, -1]].all() and not m[:, 1:-1].any()
+    m, _ = masks.sample_masks(64, 5, 4, 4, {"extend": 1.0}, g)
+    k = m.all((2, 3)).sum(1)
+    assert (k >= 1).all() and (k <= 4).all() and len(set(k.tolist())) > 1
+    assert all(torch.equal(mi.all((1, 2)), torch.arange(5) < ki) for mi, ki in zip(m, k))  # a prefix of frames
+    m, _ = masks.sample_masks(64, 5, 4, 4, {"keyframes": 1.0}, g)
+    assert (m.all((2, 3)) == m.any((2, 3))).all()  # whole frames
+    assert m.any((2, 3)).any(1).all() and (~m.all((1, 2, 3))).all()  # something given, something to make
+    m, _ = masks.sample_masks(64, 5, 4, 4, {"inpaint": 1.0}, g)
+    assert (m == m[:, :1]).all() and (~m).any((1, 2, 3)).all() and m.any((1, 2, 3)).all()  # a box, every frame
+    m, modes = masks.sample_masks(2000, 5, 4, 4, {"text": 3.0, "image": 1.0}, g)
+    assert abs(modes.count("text") / 2000 - 0.75) < 0.04 and not m[np.array(modes) == "text"].any()
+
+
+def test_mask_weights_and_resolutions_are_checked():
+    with pytest.raises(InputError, match="unknown condition modes"):
+        masks.check_weights({"outpaint": 1})
+    with pytest.raises(InputError, match="positive sum"):
+        masks.check_weights({"image": 0})
+    m = torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    m[0, 0, 1, 2] = True
+    lat = masks.to_latent(m, 2)
+    assert lat.shape == (1, 2, 8, 8) and lat[0, 0, 2:4, 4:6].all() and lat.sum() == 4
+    assert torch.equal(masks.to_tokens(lat, 2), m)
+    lat[0, 0, 2, 4] = False  # a partly given token is generated whole
+    assert not masks.to_tokens(lat, 2).any()
+
+
+def test_clean_tokens_are_conditioned_as_t_zero():
+    torch.manual_seed(0)
+    model = create("tiny", latent_channels=4, patch=1).eval()
+    for p in model.parameters():  # adaLN-Zero starts at zero: make the timestep matter
+        torch.nn.init.normal_(p, std=0.2)
+    x, text = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 5, 384)
+    t = torch.full((2, 3), 0.7)
+    clean = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    clean[:, 0] = True  # frame 0 given whole: the same as its frame timestep being 0
+    t0 = t.clone()
+    t0[:, 0] = 0
+    assert torch.allclose(model(x, t, text, clean=clean), model(x, t0, text), atol=1e-5)
+    clean[:, 1, :2] = True  # half a frame: its clean tokens see t = 0, the rest 0.7
+    out = model(x, t, text, clean=clean)
+    assert not torch.allclose(out, model(x, t0, text), atol=1e-3)
+    with pytest.raises(InputError, match="clean must be"):
+        model(x, t, text, clean=clean[:, :2])
+
+
+# ------------------------------------------------------------------ modes
+def _spy(pipe, monkeypatch):
+    """Record every latent tensor the sampler returns and the latent frames the model sees."""
+    seen = {"frames": [], "z": []}
+    forward, denoise = pipe.transformer.forward, pipe._denoise
+
+    def fwd(x, *a, **k):
+        seen["frames"].append(x.shape[2])
+        return forward(x, *a, **k)
+
+    def den(*a, **k):
+        z = denoise(*a, **k)
+        seen["z"].append((z, k.get("given"), k.get("clean")))
+        return z
+    monkeypatch.setattr(pipe.transformer, "forward", fwd)
+    monkeypatch.setattr(pipe, "_denoise", den)
+    return seen
+
+
+def test_image_to_video_keeps_the_image_and_its_latent(pipe, clip, monkeypatch):
+    seen = _spy(pipe, monkeypatch)
+    image = Video(clip.frames[6:7])
+    out = pipe.generate("a red circle", image=image, frames=9, steps=3, progress=False)
+    z, given, clean = seen["z"][-1]
+    keep = masks.to_latent(clean, pipe.transformer.config.patch)[:, None].expand_as(z)
+    assert clean[:, 0].all() and not clean[:, 1:].any()
+    assert torch.equal(z[keep], given.expand_as(z)[keep])  # sampling never touched the condition latents
+    with torch.no_grad():
+        roundtrip = pipe._decode(pipe.encode(image, 16, 16), 8.0)[0].frames[0]
+    err = np.abs(out.frames[0].astype(int) - roundtrip.astype(int)).max()
+    assert err <= 2  # frame 0 is the autoencoder's own round trip of the image (bf16 decode of a longer clip)
+
+
+def test_keyframes_and_interpolation_fix_their_latent_frames(pipe, clip, monkeypatch):
+    seen = _spy(pipe, monkeypatch)
+    a, b = Video(clip.frames[:1]), Video(clip.frames[12:13])
+    pipe.generate("", keyframes={0: a, 5: b}, frames=9, steps=2, progress=False)
+    z, given, clean = seen["z"][-1]
+    assert clean.all((2, 3)).tolist() == [[True, False, True]]  # frame 5 lives in latent frame 2 (frames 5-8)
+    assert torch.equal(z[:, :, [0, 2]], given[:, :, [0, 2]])
+    out = pipe.interpolate(Video(clip.frames[:3]), Video(clip.frames[12:]), frames=9, steps=2, progress=False)
+    z, given, clean = seen["z"][-1]
+    assert out.num_frames == 9 and clean.all((2, 3)).tolist() == [[True, False, True]]
+    assert torch.equal(z[:, :, [0, -1]], given[:, :, [0, -1]])
+    with pytest.raises(InputError, match="outside the video's frames 0 ... 8"):
+        pipe.generate("", keyframes={9: a}, frames=9, steps=2, progress=False)
+
+
+def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_source(pipe, clip, monkeypatch):
+    seen = _spy(pipe, monkeypatch)
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[:8, :8] = 255  # top-left quarter: regenerate
+    pipe.edit(clip, "a blue star", mask=Video(mask), steps=3, progress=False)
+    z, given, clean = seen["z"][-1]
+    assert not clean[..., 0, 0].any() and clean[..., 1:, :].all() and clean[..., :, 1:].all()  # latent 2x2, patch 1
+    keep = masks.to_latent(clean, 1)[:, None].expand_as(z)
+    assert torch.equal(z[keep], given[keep]) and not torch.equal(z[~keep], given[~keep])
+    assert np.array_equal(pipe.edit(clip, "x", strength=0.0, progress=False).frames, clip.frames)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="strength must be between 0 and 1"):
+            pipe.edit(clip, "x", strength=bad, progress=False)
+    with pytest.raises(InputError, match="aspect ratio"):
+        pipe.edit(clip, "x", mask=Video(np.zeros((16, 32, 3), np.uint8)), progress=False)
+    with pytest.warns(UserWarning, match="resizing the 32x32 mask"):
+        pipe.edit(clip, "x", mask=Video(np.full((32, 32, 3), 255, np.uint8)), steps=1, progress=False)
+
+
+def test_long_extension_runs_one_window_at_a_time(pipe, clip, monkeypatch):
+    seen = _spy(pipe, monkeypatch)
+    src = Video(clip.frames[:9])
+    out = pipe.extend(src, "0s: a red circle; 1s: a blue square", 4.0, frames=9, steps=2, progress=False)
+    assert out.num_frames == 9 + 32 and np.array_equal(out.frames[:9], src.frames)
+    assert pipe.windows == 8 and max(seen["frames"]) == 3  # 4 new frames a window; the model sees 3 latent frames
+    for z, given, clean in seen["z"]:  # each window is conditioned on 2 latent frames of context, kept exactly
+        assert clean.all((2, 3)).tolist() == [[True, True, False]] and torch.equal(z[:, :, :2], given[:, :, :2])
+    long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False)
+    assert long.num_frames == 24
+    with pytest.raises(InputError, match="seconds must be in"):
+        pipe.extend(src, "x", 601, progress=False)
+
+
+def test_prompt_schedules():
+    s = prompt_schedule("0s: a red ball rolls left; 4s: the camera zooms in; 2.5s: a blue ring")
+    assert [t for t, _ in s] == [0, 2.5, 4] and schedule_at(s, 3.0) == "a blue ring" and schedule_at(s, 0) == s[0][1]
+    assert prompt_schedule("a red ball; a blue ring") == [(0.0, "a red ball; a blue ring")]  # no times: one prompt
+    with pytest.raises(InputError, match="from 0s"):
+        prompt_schedule("2s: a red ball")
+
+
+def test_cli_modes(tmp_path, capsys, run, clip):
+    clip.save(tmp_path / "src.mp4")
+    Video(clip.frames[:1]).save(tmp_path / "a.png")
+    Video(clip.frames[-1:]).save(tmp_path / "b.png")
+    common = ["--model", str(run), "--steps", "2", "--json"]
+    cases = [["generate", "a red ball", "--image", str(tmp_path / "a.png"), "--last-image", str(tmp_path / "b.png"),
+              "--frames", "9"],
+             ["generate", "a red ball", "--keyframe", f"4:{tmp_path / 'b.png'}", "--frames", "9", "--seconds", "3"],
+             ["extend", str(tmp_path / "src.mp4"), "--prompt", "a red ball", "--seconds", "2", "--frames", "9"],
+             ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--frames", "9"],
+             ["edit", str(tmp_path / "src.mp4"), "--prompt", "a blue ball", "--mask", str(tmp_path / "a.png")]]
+    for i, case in enumerate(cases):
+        out = tmp_path / f"out{i}.mp4"
+        assert main([*case, *common, "--out", str(out)]) == 0, case
+        result = json.loads(capsys.readouterr().out)
+        assert out.is_file() and result["peak_memory_mb"] > 0 and result["mode"] == case[0]
+    assert result["frames"] == 17  # the edit keeps the source's 17 frames
+    bad = [["generate", "x", "--keyframe", "4-b.png"], ["generate", "x", "--keyframe", f"40:{tmp_path / 'b.png'}"],
+           ["edit", str(tmp_path / "src.mp4"), "--prompt", "x", "--strength", "2"],
+           ["extend", str(tmp_path / "src.mp4"), "--seconds", "1000"],
+           ["extend", str(tmp_path / "missing.mp4"), "--seconds", "1"],
+           ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "empty.mp4")]]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    for case in bad:
+        assert main([*case, "--model", str(run), "--out", str(tmp_path / "bad.mp4")]) == 2, case
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (case, err)
