@@ -154,6 +154,8 @@ def build_parser() -> Parser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out where it stopped, with the recipe it was started with "
                         "(--set given now still applies on top)")
+    p.add_argument("--init", metavar="DIR", help="start from the weights of the component in this model folder "
+                                                 "(or training run): fine-tuning; the sizes must match")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
                         "setting, e.g. --set model.patch=1 --set model.dim=384, or a condition mode's weight, e.g. "
@@ -317,7 +319,7 @@ def cmd_train(args) -> None:
     if stored is None and args.preset is None and not args.resume:
         raise InputError("--preset is needed to start a run (only --resume of an existing run can do without one)")
     cfg = stored if stored is not None else preset(args.component, args.preset) if args.preset else None
-    cfg = cfg.override(args.set) if cfg is not None else None
+    cfg = cfg.override(args.set + ([f"init={args.init}"] if args.init else [])) if cfg is not None else None
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
     if result["rank"] == 0:  # under torchrun, one report

@@ -40,6 +40,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     compile: bool = False  # torch.compile the training forward (inductor; ~1 min to compile, then faster steps)
+    init: str = ""  # start from this model folder's weights for the component (fine-tuning); "" = from scratch
     # transformer only
     caption_dropout: float = 0.1
     latent_cache: int = 0  # >0: encode this many clips once and train on their cached latents

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_state, read_index, read_state_meta, save_model, save_state
+from .checkpoint import load_component, load_state, read_index, read_state_meta, save_model, save_state
 from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
@@ -124,7 +124,14 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     torch.manual_seed(cfg.seed)
     clips = SyntheticClips("train", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
     task = TASKS[component](cfg, clips, device, autoencoder=autoencoder)
-    model = task.model.to(device)
+    model = task.model
+    if cfg.init and not resume:  # fine-tuning: the same architecture, its weights from another model
+        from .pipeline import model_folder
+        try:
+            load_component(model_folder(cfg.init) / component, lambda _: model)
+        except CheckpointError as e:
+            raise CheckpointError(f"init from {cfg.init}: {e} (it must hold a {component} of the same sizes)") from e
+    model = model.to(device)
     ema = EMA(model, decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)

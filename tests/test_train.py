@@ -99,6 +99,21 @@ def test_set_overrides_training_and_model_settings():
     for bad in ("lr", "nonsense=1", "model=3", "lr=fast"):
         with pytest.raises(InputError, match="--set"):
             preset("transformer", "tiny").override([bad])
+    cfg = preset("transformer", "tiny").override(["condition_masks.image=0.7", "condition_masks.inpaint=0"])
+    assert cfg.condition_masks["image"] == 0.7 and cfg.condition_masks["inpaint"] == 0
+    assert cfg.condition_masks["text"] == preset("transformer", "tiny").condition_masks["text"]
+
+
+def test_init_fine_tunes_from_another_models_weights(tmp_path, ae_run, t2v_run):
+    cfg = preset("transformer", "tiny").override([f"init={t2v_run}"])
+    train("transformer", cfg, tmp_path / "ft", max_steps=0, autoencoder=ae_run, progress=False)
+    a = load_file(str(t2v_run / "model" / "transformer" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ft" / "model" / "transformer" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # step 0 of the fine-tune is the source model
+    assert read_index(tmp_path / "ft" / "model")["recipe"]["config"]["init"] == str(t2v_run)
+    with pytest.raises(CheckpointError, match="init from .* same sizes"):
+        train("transformer", cfg.override(["model.dim=64"]), tmp_path / "ft2", max_steps=0, autoencoder=ae_run,
+              progress=False)
 
 
 def test_interrupted_max_minutes_run_checkpoints(tmp_path):
