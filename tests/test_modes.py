@@ -149,6 +149,14 @@ def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_sourc
     assert not clean[..., 0, 0].any() and clean[..., 1:, :].all() and clean[..., :, 1:].all()  # latent 2x2, patch 1
     keep = masks.to_latent(clean, 1)[:, None].expand_as(z)
     assert torch.equal(z[keep], given[keep]) and not torch.equal(z[~keep], given[~keep])
+    video_mask = np.zeros((17, 16, 16, 3), np.uint8)
+    video_mask[9:] = 255  # a mask video, frame by frame: regenerate from frame 9 on (latent frames 3 and 4)
+    pipe.edit(clip, "a blue star", mask=Video(video_mask), steps=2, progress=False)
+    z, given, clean = seen["z"][-1]
+    assert clean.all((2, 3)).tolist() == [[True, True, True, False, False]] and not clean[:, 3:].any()
+    assert torch.equal(z[:, :, :3], given[:, :, :3])
+    with pytest.raises(InputError, match="mask video has 5 frames"):
+        pipe.edit(clip, "x", mask=Video(video_mask[:5]), progress=False)
     assert np.array_equal(pipe.edit(clip, "x", strength=0.0, progress=False).frames, clip.frames)
     for bad in (-0.1, 1.5):
         with pytest.raises(InputError, match="strength must be between 0 and 1"):
