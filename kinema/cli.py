@@ -53,6 +53,12 @@ def _size_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's, 8)")
 
 
+def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
+                   help=f"how {what} of another size or aspect are fitted: crop (cover, then centre-crop), pad "
+                        f"(fit, black bars) or stretch (default: crop)")
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
@@ -90,9 +96,7 @@ def build_parser() -> Parser:
     p.add_argument("--keyframe", action="append", default=[], metavar="INDEX:PATH",
                    help="keep frame INDEX as the image at PATH, e.g. --keyframe 0:a.png --keyframe 16:b.png "
                         "(repeatable; a frame after 0 holds its group of 4 frames)")
-    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
-                   help="how given images of another size are fitted: crop (cover, centre-crop), pad (fit, black "
-                        "bars) or stretch (default: crop)")
+    _fit_flag(p, "given images")
     p.add_argument("--seconds", type=float, help="make a long video of this many seconds, window by window "
                                                  "(as extend does; at most 600)")
     _sampling_flags(p)
@@ -109,8 +113,7 @@ def build_parser() -> Parser:
     p.add_argument("--context", type=int, default=2, help="latent frames each window is conditioned on: "
                                                           "1 + 4 (context - 1) frames (default: 2, 5 frames)")
     p.add_argument("--frames", type=int, help="frames per window, 4k+1 (default: the model's, 17)")
-    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
-                   help="how a source of another size is fitted (default: crop)")
+    _fit_flag(p, "a source")
     _sampling_flags(p)
     p.set_defaults(func=cmd_extend)
 
@@ -121,8 +124,7 @@ def build_parser() -> Parser:
     p.add_argument("last", help="image or video to end on")
     p.add_argument("--prompt", default="", help="what happens in between (default: \"\", unconditional)")
     _size_flags(p)
-    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
-                   help="how images of another size are fitted (default: crop)")
+    _fit_flag(p, "images")
     _sampling_flags(p)
     p.set_defaults(func=cmd_interpolate)
 
@@ -136,8 +138,7 @@ def build_parser() -> Parser:
     p.add_argument("--strength", type=float, help="how far from the source, 0 ... 1 (default: 0.6; 1 with --mask)")
     p.add_argument("--mask", help="image (applies to every frame) or video (frame by frame), white = regenerate; "
                                   "another size with the same aspect is resized with a warning")
-    p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
-                   help="how a source of another size is fitted (default: crop)")
+    _fit_flag(p, "a source")
     _sampling_flags(p)
     p.set_defaults(func=cmd_edit)
 
