@@ -166,8 +166,8 @@ class Pipeline:
         p = self.transformer.config.patch
         return torch.zeros(1, latents.shape[2], latents.shape[3] // p, latents.shape[4] // p, dtype=torch.bool)
 
-    def _latent_mask(self, mask: Video, video: Video, frames: int, s: dict, fit: str) -> torch.Tensor:
-        """Where a pixel mask (white = regenerate) touches the latents (1, T_lat, H/8, W/8): a still
+    def _pixel_mask(self, mask: Video, video: Video, frames: int, s: dict, fit: str) -> torch.Tensor:
+        """A mask (white = regenerate) as a bool tensor (frames, H, W) at the model's size: a still
         mask applies to every frame, a mask video frame by frame (at the source's fps). A mask of
         another size is resized (with a warning) if its aspect is the source's, else refused."""
         if (mask.height, mask.width) != (video.height, video.width):
@@ -180,9 +180,23 @@ class Pipeline:
             if mask.num_frames < frames:
                 raise InputError(f"the mask video has {mask.num_frames} frames at {s['fps']:g} fps, the video {frames}")
         m = torch.from_numpy(mask.resize(s["height"], s["width"], fit).frames[:frames].max(-1) > 127)
-        m = m.expand(frames, -1, -1).float()
+        return m.expand(frames, -1, -1)
+
+    @staticmethod
+    def _latent_mask(m: torch.Tensor) -> torch.Tensor:
+        """Where a pixel mask (frames, H, W) touches the latents: (1, T_lat, H/8, W/8)."""
+        m = m.float()
         m = torch.cat([m[:1], m[1:].view(-1, TEMPORAL, *m.shape[1:]).amax(1)])  # frame 0, then groups of 4
-        return (F.max_pool2d(m[None], SPATIAL) > 0)
+        return F.max_pool2d(m[None], SPATIAL) > 0
+
+    @staticmethod
+    def _paste(generated: np.ndarray, source: np.ndarray, m: torch.Tensor) -> np.ndarray:
+        """The generated frames inside the mask, the source's outside: outside it the output IS the
+        source; the blend ramps over ~2 pixels inside the mask's edge, so no seam shows."""
+        a = m.float()[:, None]
+        a = (a * F.avg_pool2d(a, 5, stride=1, padding=2, count_include_pad=False))[:, 0, ..., None].numpy()
+        out = a * generated.astype(np.float32) + (1 - a) * source.astype(np.float32)
+        return np.round(out).astype(np.uint8)
 
     def _frame_conditions(self, images: dict[int, Video], s: dict, fit: str):
         """Latents and token mask for frames given as images: {frame index: image}. Frame 0 is
@@ -199,6 +213,26 @@ class Pipeline:
             given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
             clean[:, k] = True
         return given, clean
+
+    @torch.no_grad()
+    def _lock(self, video: Video, images: dict[int, Video], s: dict, fit: str) -> Video:
+        """Show each given frame as the autoencoder's round trip of its image, as frame 0 already is.
+        A frame after 0 shares its latent frame with 3 others, and the causal decoder mixes in the
+        generated frames before it (measured: the last frame of `interpolate` 4 dB under the round
+        trip); so frame i becomes the round trip, and the other frames of its group blend towards
+        it with weight 1 - |j - i| / 4."""
+        if not any(i > 0 for i in images):
+            return video
+        out = video.frames.astype(np.float32)
+        for i, image in images.items():
+            if i == 0:
+                continue
+            rt = self._decode(self.encode(Video(image.frames[:1]), s["height"], s["width"], fit), s["fps"])[0].frames[0]
+            k = (i + TEMPORAL - 1) // TEMPORAL
+            for j in range(4 * k - 3, 4 * k + 1):
+                w = 1 - abs(j - i) / TEMPORAL
+                out[j] = (1 - w) * out[j] + w * rt
+        return Video(np.round(out).astype(np.uint8), video.fps)
 
     @torch.no_grad()
     def generate(self, prompt: str | list[str], *, frames: int | None = None, height: int | None = None,
@@ -239,7 +273,7 @@ class Pipeline:
         given, clean = self._frame_conditions(images, s, check_fit(fit)) if images else (None, None)
         x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
         z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress)
-        videos = self._decode(z, s["fps"])
+        videos = [self._lock(v, images, s, fit) for v in self._decode(z, s["fps"])]
         return videos[0] if isinstance(prompt, str) else videos
 
 
@@ -302,7 +336,9 @@ class Pipeline:
         (SDEdit, Meng et al. 2022): strength 0 returns the source, 1 ignores it (default 0.6).
         With `mask` (white = regenerate; an image applies to every frame, a video frame by frame)
         only the masked region is regenerated (default strength 1 there): every latent token
-        the mask does not touch is kept exactly as the source's."""
+        the mask does not touch is kept exactly as the source's, and outside the mask the output
+        frames are the source's pixels (`_paste`: the decoder would otherwise let the new content
+        bleed a few pixels past the edge)."""
         strength = (1.0 if mask is not None else 0.6) if strength is None else float(strength)
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"strength must be between 0 and 1, got {strength}")
@@ -313,14 +349,15 @@ class Pipeline:
         if strength == 0.0:
             return src
         z0 = self.encode(src, s["height"], s["width"])
-        given = clean = None
+        given = clean = pixels = None
         if mask is not None:  # a token is kept if the mask touches none of its latent positions
-            given, clean = z0, masks.to_tokens(~self._latent_mask(mask, video, src.num_frames, s, fit),
-                                               self.transformer.config.patch)
+            pixels = self._pixel_mask(mask, video, src.num_frames, s, fit)
+            given, clean = z0, masks.to_tokens(~self._latent_mask(pixels), self.transformer.config.patch)
         x = self._noise(1, z0.shape[1:], seed)
         x = (1 - strength) * z0 + strength * x
         z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress)
-        return self._decode(z, s["fps"])[0]
+        out = self._decode(z, s["fps"])[0]
+        return out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
 
 
 _TIME = re.compile(r"(?:^|;)\s*(\d+(?:\.\d+)?)\s*s\s*:")

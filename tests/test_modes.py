@@ -128,10 +128,13 @@ def test_image_to_video_keeps_the_image_and_its_latent(pipe, clip, monkeypatch):
 def test_keyframes_and_interpolation_fix_their_latent_frames(pipe, clip, monkeypatch):
     seen = _spy(pipe, monkeypatch)
     a, b = Video(clip.frames[:1]), Video(clip.frames[12:13])
-    pipe.generate("", keyframes={0: a, 5: b}, frames=9, steps=2, progress=False)
+    out = pipe.generate("", keyframes={0: a, 5: b}, frames=9, steps=2, progress=False)
     z, given, clean = seen["z"][-1]
     assert clean.all((2, 3)).tolist() == [[True, False, True]]  # frame 5 lives in latent frame 2 (frames 5-8)
     assert torch.equal(z[:, :, [0, 2]], given[:, :, [0, 2]])
+    with torch.no_grad():
+        rt = pipe._decode(pipe.encode(b, 16, 16), 8.0)[0].frames[0]
+    assert np.array_equal(out.frames[5], rt)  # the given frame is shown as the autoencoder's round trip of b
     out = pipe.interpolate(Video(clip.frames[:3]), Video(clip.frames[12:]), frames=9, steps=2, progress=False)
     z, given, clean = seen["z"][-1]
     assert out.num_frames == 9 and clean.all((2, 3)).tolist() == [[True, False, True]]
@@ -144,7 +147,9 @@ def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_sourc
     seen = _spy(pipe, monkeypatch)
     mask = np.zeros((16, 16, 3), np.uint8)
     mask[:8, :8] = 255  # top-left quarter: regenerate
-    pipe.edit(clip, "a blue star", mask=Video(mask), steps=3, progress=False)
+    out = pipe.edit(clip, "a blue star", mask=Video(mask), steps=3, progress=False)
+    assert np.array_equal(out.frames[:, 8:], clip.frames[:, 8:]) and np.array_equal(out.frames[:, :, 8:], clip.frames[:, :, 8:])
+    assert not np.array_equal(out.frames[:, :8, :8], clip.frames[:, :8, :8])  # outside the mask: the source's pixels
     z, given, clean = seen["z"][-1]
     assert not clean[..., 0, 0].any() and clean[..., 1:, :].all() and clean[..., :, 1:].all()  # latent 2x2, patch 1
     keep = masks.to_latent(clean, 1)[:, None].expand_as(z)
