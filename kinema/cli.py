@@ -156,7 +156,8 @@ def build_parser() -> Parser:
                    help="continue the run in --out where it stopped, with the recipe it was started with "
                         "(--set given now still applies on top)")
     p.add_argument("--init", metavar="DIR", help="start from the weights of the component in this model folder "
-                                                 "(or training run): fine-tuning; the sizes must match")
+                                                 "(or training run, or component folder): fine-tuning; the sizes "
+                                                 "must match, parts the source lacks (a new head) start fresh")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
                         "setting, e.g. --set model.patch=1 --set model.dim=384, or a condition mode's weight, e.g. "

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_component, load_state, read_index, read_state_meta, save_model, save_state
+from .checkpoint import load_state, read_index, read_state_meta, save_model, save_state
 from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
@@ -101,6 +103,32 @@ def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generato
 
 # ------------------------------------------------------------------ the loop
 
+def init_from(model: torch.nn.Module, path: str | Path, component: str) -> list[str]:
+    """Load the weights of `component` in the model folder (or run, or the component's own folder,
+    e.g. kinema/assets/classifier) at `path` into `model`. Parts
+    the source lacks keep their fresh initialisation (a new head, e.g. another classifier
+    readout) and are returned by name; parts only the source has are dropped. A tensor of the
+    same name but another shape means other sizes: an error."""
+    from .pipeline import model_folder
+
+    folder = Path(path) if (Path(path) / "model.safetensors").is_file() else model_folder(path) / component
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"init from {path}: no {component} there ({weights} is missing)")
+    try:
+        source = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"init from {path}: corrupt weights ({e})") from e
+    own = model.state_dict()
+    match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    other = [k for k in source if k in own and k not in match]
+    if other or not match:
+        raise CheckpointError(f"init from {path}: its {component} has other sizes ({len(other)} tensors differ, "
+                              f"e.g. {other[0] if other else 'no name in common'})")
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in match.items()}})
+    return sorted({k.split(".")[0] for k in own if k not in match})
+
+
 def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps: int | None = None,
           max_minutes: float | None = None, resume: bool = False, autoencoder: str | Path | None = None,
           progress: bool = True) -> dict:
@@ -125,12 +153,11 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     clips = SyntheticClips("train", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
     task = TASKS[component](cfg, clips, device, autoencoder=autoencoder)
     model = task.model
-    if cfg.init and not resume:  # fine-tuning: the same architecture, its weights from another model
-        from .pipeline import model_folder
-        try:
-            load_component(model_folder(cfg.init) / component, lambda _: model)
-        except CheckpointError as e:
-            raise CheckpointError(f"init from {cfg.init}: {e} (it must hold a {component} of the same sizes)") from e
+    fresh: list[str] = []
+    if cfg.init and not resume:  # fine-tuning: weights from another model of the same sizes
+        fresh = init_from(model, cfg.init, component)
+        if fresh and rank == 0 and progress:
+            print(f"init from {cfg.init}: new (freshly initialised) parts: {', '.join(fresh)}", file=sys.stderr)
     model = model.to(device)
     ema = EMA(model, decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -211,7 +238,7 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
         dist.barrier()  # rank 0 has written the checkpoint
     return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
             "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.monotonic() - t_start, 1),
-            "device": str(device), "world_size": world, "rank": rank, "changed": changed}
+            "device": str(device), "world_size": world, "rank": rank, "changed": changed, "fresh": fresh}
 
 
 def _plot_log(log_path: Path, png: Path) -> None:

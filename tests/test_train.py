@@ -111,9 +111,26 @@ def test_init_fine_tunes_from_another_models_weights(tmp_path, ae_run, t2v_run):
     b = load_file(str(tmp_path / "ft" / "model" / "transformer" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # step 0 of the fine-tune is the source model
     assert read_index(tmp_path / "ft" / "model")["recipe"]["config"]["init"] == str(t2v_run)
-    with pytest.raises(CheckpointError, match="init from .* same sizes"):
+    with pytest.raises(CheckpointError, match="init from .* has other sizes"):
         train("transformer", cfg.override(["model.dim=64"]), tmp_path / "ft2", max_steps=0, autoencoder=ae_run,
               progress=False)
+    with pytest.raises(CheckpointError, match="no transformer there"):
+        train("transformer", preset("transformer", "tiny").override([f"init={ae_run}"]), tmp_path / "ft3",
+              max_steps=0, autoencoder=ae_run, progress=False)
+
+
+def test_init_keeps_what_matches_and_starts_a_new_head_fresh(tmp_path):
+    """A classifier with another readout, started from a trained one: the trunk and the pooled
+    heads come from the source, the object readout is new (the shipped classifier was made so)."""
+    cells = preset("classifier", "tiny")
+    src = train("classifier", cells, tmp_path / "cells", max_steps=3, progress=False)
+    result = train("classifier", cells.override(["model.readout=objects", f"init={tmp_path / 'cells'}"]),
+                   tmp_path / "objects", max_steps=0, progress=False)
+    assert src["fresh"] == [] and result["fresh"] == ["objects"]
+    a = load_file(str(tmp_path / "cells" / "model" / "classifier" / "model.safetensors"))
+    b = load_file(str(tmp_path / "objects" / "model" / "classifier" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("cell_head"))
+    assert "cell_head.0.weight" not in b and any(k.startswith("objects.") for k in b)
 
 
 def test_interrupted_max_minutes_run_checkpoints(tmp_path):
