@@ -146,7 +146,8 @@ def build_parser() -> Parser:
                        description="Train a component from a named preset. The run folder gets model/ (the "
                                    "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
     p.add_argument("component", choices=list(COMPONENTS), help="what to train")
-    p.add_argument("--preset", help="recipe name: tiny (seconds, for tests) or shapes-64; not needed with --resume "
+    p.add_argument("--preset", help="recipe name: tiny (seconds, for tests) or shapes-64 (the classifier also has "
+                                    "shapes-64-objects, its second stage, with --init); not needed with --resume "
                                     "of an existing run, which keeps its own recipe")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")

@@ -141,6 +141,13 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=200, max_steps=12_000, ema_decay=0.999,
         augment=True,  # compile=True gave NaN gradients here (torch 2.13 inductor, CPU): eager
         log_every=20, sample_every=1000, checkpoint_every=500),
+    # Stage 2 of the shipped classifier: object queries read the sets, on the trunk of a stage-1
+    # (shapes-64) classifier given with --init (the readout starts fresh); ~45 min. From scratch the
+    # object readout learned far slower than per-cell heads (README).
+    ("classifier", "shapes-64-objects"): TrainConfig(
+        "classifier", model={"widths": [32, 64, 128, 256], "readout": "objects"},
+        batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=200, max_steps=6_000, ema_decay=0.999,
+        augment=True, log_every=20, sample_every=500, checkpoint_every=250),
 }
 
 
