@@ -337,6 +337,9 @@ def cmd_classify(args) -> None:
     result = {"video": args.video, **classify(Video.read(args.video), load_classifier(args.model))}
     result["seconds"] = round(time.perf_counter() - t0, 3)
     lines = [result["caption"]]
+    lines += [f"  object {i + 1}: {o['size']} {o['color']} {o['shape']}, {o['motion']}"
+              + (f" ({o['speed']})" if o["speed"] else "") + f"  {o['confidence']:.0%}"
+              for i, o in enumerate(result["objects"])]
     lines += [f"  {name:10s} {r['value'] if isinstance(r['value'], str) else ', '.join(r['value']):24s} "
               f"{r['confidence']:.0%}{'  (uncertain)' if name in result['uncertain'] else ''}"
               for name, r in result["attributes"].items()]
