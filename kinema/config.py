@@ -134,19 +134,19 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         "classifier", model={"widths": [16, 32, 64], "groups": 4},
         frames=5, height=32, width=32, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,
         log_every=5, sample_every=1000, checkpoint_every=1000),
-    # 861k parameters, ~0.43 s a step on 2 cores (32 clips rendered on the fly, bf16): 12k steps ~ 90 min.
-    # This recipe made kinema/assets/classifier (README: per-attribute accuracy).
+    # Stage 1 of the shipped classifier (per-cell readout): 861k parameters, ~0.43 s a step on 2
+    # cores (32 clips rendered on the fly, bf16): 12k steps ~ 90 min. Stage 2: shapes-64-objects.
     ("classifier", "shapes-64"): TrainConfig(
-        "classifier", model={"widths": [32, 64, 128, 256]},
+        "classifier", model={"widths": [32, 64, 128, 256], "readout": "cells"},
         batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=200, max_steps=12_000, ema_decay=0.999,
         augment=True,  # compile=True gave NaN gradients here (torch 2.13 inductor, CPU): eager
         log_every=20, sample_every=1000, checkpoint_every=500),
     # Stage 2 of the shipped classifier: object queries read the sets, on the trunk of a stage-1
-    # (shapes-64) classifier given with --init (the readout starts fresh); ~45 min. From scratch the
+    # (shapes-64) classifier given with --init (the readout starts fresh); ~60 min. From scratch the
     # object readout learned far slower than per-cell heads (README).
     ("classifier", "shapes-64-objects"): TrainConfig(
         "classifier", model={"widths": [32, 64, 128, 256], "readout": "objects"},
-        batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=200, max_steps=6_000, ema_decay=0.999,
+        batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=200, max_steps=8_000, ema_decay=0.999,
         augment=True, log_every=20, sample_every=500, checkpoint_every=250),
 }
 
