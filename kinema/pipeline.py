@@ -301,11 +301,11 @@ class Pipeline:
         todo = round(seconds * s["fps"])
         windows = -(-todo // new_per_window)
         chunks, made = [out], 0
+        ctx = out[-keep:]  # the last frames so far: what the next window continues
+        if len(ctx) < keep:  # a source shorter than the context: repeat its first frame before it
+            ctx = np.concatenate([np.repeat(ctx[:1], keep - len(ctx), 0), ctx])
         self.windows = windows
         for w in tqdm(range(windows), desc="extending", unit="window", disable=not progress):
-            ctx = np.concatenate(chunks)[-keep:] if len(chunks[-1]) < keep else chunks[-1][-keep:]
-            if len(ctx) < keep:  # a source shorter than the context: repeat its first frame before it
-                ctx = np.concatenate([np.repeat(ctx[:1], keep - len(ctx), 0), ctx])
             given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
             given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
             clean = self._no_tokens(given)
@@ -315,6 +315,7 @@ class Pipeline:
             z = self._denoise([text], x, s, shift=shift, given=given, clean=clean)
             new = self._decode(z, s["fps"])[0].frames[keep:][: todo - made]
             chunks.append(new)
+            ctx = np.concatenate([ctx, new])[-keep:]
             made += len(new)
         return Video(np.concatenate(chunks), s["fps"])
 
