@@ -55,7 +55,7 @@ def _size_flags(p: argparse.ArgumentParser) -> None:
 
 def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
-                   help=f"how {what} of another size or aspect are fitted: crop (cover, then centre-crop), pad "
+                   help=f"how to fit {what} of another size or aspect: crop (cover, then centre-crop), pad "
                         f"(fit, black bars) or stretch (default: crop)")
 
 
