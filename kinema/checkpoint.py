@@ -60,6 +60,14 @@ def save_component(folder: Path, module: torch.nn.Module, config: dict, state: d
     save_file(_tensors(state if state is not None else module.state_dict()), str(folder / "model.safetensors"))
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; an unreadable one is a CheckpointError."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt weights ({e})") from e
+
+
 def load_component(folder: str | Path, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
     """Build a module from `folder/config.json` with `build(config)` and load its weights."""
     folder = Path(folder)
@@ -74,12 +82,10 @@ def load_component(folder: str | Path, build: Callable[[dict], torch.nn.Module])
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{folder}: missing model.safetensors")
+    state = read_weights(weights)
     try:
         module = build(config)
-        state = load_file(str(weights))
         module.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: corrupt weights ({e})") from e
     except (RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{folder}: weights do not match config.json ({str(e).splitlines()[0]})") from e
     return module

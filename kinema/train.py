@@ -22,12 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_state, read_index, read_state_meta, save_model, save_state
+from .checkpoint import load_state, read_index, read_weights, read_state_meta, save_model, save_state
 from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
@@ -105,20 +103,17 @@ def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generato
 
 def init_from(model: torch.nn.Module, path: str | Path, component: str) -> list[str]:
     """Load the weights of `component` in the model folder (or run, or the component's own folder,
-    e.g. kinema/assets/classifier) at `path` into `model`. Parts
-    the source lacks keep their fresh initialisation (a new head, e.g. another classifier
-    readout) and are returned by name; parts only the source has are dropped. A tensor of the
-    same name but another shape means other sizes: an error."""
+    e.g. kinema/assets/classifier) at `path` into `model`. Parts the source lacks keep their fresh
+    initialisation (a new head, e.g. another classifier readout) and are returned by name; parts
+    only the source has are dropped. A tensor of the same name but another shape means other
+    sizes: an error."""
     from .pipeline import model_folder
 
     folder = Path(path) if (Path(path) / "model.safetensors").is_file() else model_folder(path) / component
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"init from {path}: no {component} there ({weights} is missing)")
-    try:
-        source = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"init from {path}: corrupt weights ({e})") from e
+    source = read_weights(weights)
     own = model.state_dict()
     match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     other = [k for k in source if k in own and k not in match]

@@ -225,10 +225,9 @@ def _read_container(p: Path, max_frames: int, max_pixels: int) -> Video:
         fh = open(p, "rb")
     except OSError as e:
         raise VideoReadError(f"{p}: cannot open ({e.strerror})") from e
-    if os.fstat(fh.fileno()).st_size == 0:
-        fh.close()
-        raise VideoReadError(f"{p}: the file is empty (zero bytes)")
     with fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise VideoReadError(f"{p}: the file is empty (zero bytes)")
         try:
             # FFmpeg reads our file object; nested opens (playlist segments) match no protocol.
             container = av.open(fh, mode="r", metadata_errors="ignore", options={"protocol_whitelist": "none"})
