@@ -69,7 +69,7 @@ class Pipeline:
         self.defaults = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
                          **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
-        self.windows = 0  # windows of the last long video (extend, generate with seconds)
+        self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
@@ -113,7 +113,8 @@ class Pipeline:
         return x.to(self.device)
 
     def _latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        return (self.autoencoder.config.latent_channels, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL)
+        C = self.autoencoder.config.latent_channels
+        return C, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL
 
     @torch.no_grad()
     def _denoise(self, prompts: list[str], x: torch.Tensor, s: dict, *, shift: float | None = None,
@@ -209,30 +210,30 @@ class Pipeline:
             if not isinstance(i, int) or not 0 <= i < s["frames"]:
                 raise InputError(f"frame index {i} is outside the video's frames 0 ... {s['frames'] - 1}")
             still = Video(np.repeat(image.frames[:1], 1 if i == 0 else 1 + TEMPORAL, 0), s["fps"])
-            k = (i + TEMPORAL - 1) // TEMPORAL
+            k = latent_frame(i)
             given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
             clean[:, k] = True
         return given, clean
 
     @torch.no_grad()
-    def _lock(self, video: Video, images: dict[int, Video], s: dict, fit: str) -> Video:
+    def _lock(self, videos: list[Video], images: dict[int, Video], s: dict, fit: str) -> list[Video]:
         """Show each given frame as the autoencoder's round trip of its image, as frame 0 already is.
         A frame after 0 shares its latent frame with 3 others, and the causal decoder mixes in the
         generated frames before it (measured: the last frame of `interpolate` 4 dB under the round
         trip); so frame i becomes the round trip, and the other frames of its group blend towards
-        it with weight 1 - |j - i| / 4."""
-        if not any(i > 0 for i in images):
-            return video
-        out = video.frames.astype(np.float32)
-        for i, image in images.items():
-            if i == 0:
-                continue
+        it with weight 1 - |j - i| / 4. Each image's round trip is made once for the batch."""
+        later = {i: image for i, image in images.items() if i > 0}
+        if not later:
+            return videos
+        outs = [v.frames.astype(np.float32) for v in videos]
+        for i, image in later.items():
             rt = self._decode(self.encode(Video(image.frames[:1]), s["height"], s["width"], fit), s["fps"])[0].frames[0]
-            k = (i + TEMPORAL - 1) // TEMPORAL
-            for j in range(4 * k - 3, 4 * k + 1):
+            k = latent_frame(i)
+            for j in range(TEMPORAL * (k - 1) + 1, TEMPORAL * k + 1):  # the frames of latent frame k
                 w = 1 - abs(j - i) / TEMPORAL
-                out[j] = (1 - w) * out[j] + w * rt
-        return Video(np.round(out).astype(np.uint8), video.fps)
+                for out in outs:
+                    out[j] = (1 - w) * out[j] + w * rt
+        return [Video(np.round(out).astype(np.uint8), v.fps) for out, v in zip(outs, videos)]
 
     @torch.no_grad()
     def generate(self, prompt: str | list[str], *, frames: int | None = None, height: int | None = None,
@@ -265,6 +266,7 @@ class Pipeline:
                 return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
             return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
                                fps=s["fps"], seed=int(seed) + 1, clock=first.duration, progress=progress, **common)
+        self.windows = 0
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         images = dict(keyframes or {})
         for i, im in ((0, image), (s["frames"] - 1, last_image)):
@@ -273,14 +275,14 @@ class Pipeline:
         given, clean = self._frame_conditions(images, s, check_fit(fit)) if images else (None, None)
         x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
         z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress)
-        videos = [self._lock(v, images, s, fit) for v in self._decode(z, s["fps"])]
+        videos = self._lock(self._decode(z, s["fps"]), images, s, fit)
         return videos[0] if isinstance(prompt, str) else videos
-
 
     # -- long videos, window by window
     @torch.no_grad()
     def extend(self, video: Video, prompt: str, seconds: float, *, context: int = 2, frames: int | None = None,
-               height: int | None = None, width: int | None = None, fps: float | None = None, steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
+               height: int | None = None, width: int | None = None, fps: float | None = None,
+               steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
                shift: float | None = None, fit: str = "crop", clock: float = 0.0, progress: bool = True) -> Video:
         """The video (fitted to the model's size and fps) followed by `seconds` more, generated
         window by window: each window of `frames` frames is conditioned on the last
@@ -344,6 +346,7 @@ class Pipeline:
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"strength must be between 0 and 1, got {strength}")
         s = self._settings(None, None, None, None, steps, guidance, sampler)
+        self.windows = 0
         src = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit))
         n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)
         src = Video(src.frames[:n], s["fps"])
@@ -359,6 +362,11 @@ class Pipeline:
         z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress)
         out = self._decode(z, s["fps"])[0]
         return out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
+
+
+def latent_frame(i: int) -> int:
+    """The latent frame that holds pixel frame i: frame 0 alone, then frames 4k-3 ... 4k in k."""
+    return (i + TEMPORAL - 1) // TEMPORAL
 
 
 _TIME = re.compile(r"(?:^|;)\s*(\d+(?:\.\d+)?)\s*s\s*:")
