@@ -25,6 +25,9 @@ class TrainConfig:
     height: int = 64
     width: int = 64
     fps: float = 8.0
+    # transformer only: "FRAMESxHEIGHTxWIDTH,..." shape buckets (e.g. "17x64x64,17x48x80,33x64x64");
+    # step s trains on bucket s mod n, so every batch has one shape; "" = frames x height x width
+    shapes: str = ""
     data_seed: int = 0
     crop: int = 0  # autoencoder only: >0 trains on random crop x crop windows (aligned to 8) of each clip
     augment: bool = False  # classifier only: random hue turns and mirroring, labels to match (classifier.augment)

@@ -27,7 +27,7 @@ from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.classifier import ClassifierConfig, VideoClassifier
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
-from .pipeline import Pipeline, load_autoencoder
+from .pipeline import SPATIAL, TEMPORAL, Pipeline, load_autoencoder
 from .runtime import autocast
 from .video import Video
 from .viz import contact_sheet
@@ -84,6 +84,21 @@ class AutoencoderTask:
         return {"autoencoder": "autoencoder"}
 
 
+def parse_shapes(text: str, default: tuple[int, int, int], stride: int) -> list[tuple[int, int, int]]:
+    """"17x64x64,17x48x80" -> [(17, 64, 64), (17, 48, 80)]; "" -> [default]. Frames must be 4k + 1
+    and sides multiples of `stride` (the autoencoder's 8 times the transformer's patch)."""
+    shapes = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            f, h, w = (int(n) for n in part.lower().split("x"))
+        except ValueError:
+            raise InputError(f"shapes: expected FRAMESxHEIGHTxWIDTH items like 17x64x64, got {part!r}") from None
+        if f < 1 or (f - 1) % TEMPORAL or h < stride or w < stride or h % stride or w % stride:
+            raise InputError(f"shapes: {part} needs 4k+1 frames and sides that are multiples of {stride}")
+        shapes.append((f, h, w))
+    return shapes or [default]
+
+
 def random_crops(video: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """A size x size window of each clip of (B, C, T, H, W), at offsets that are multiples of 8
     drawn from `seed` (so a resumed run reads the same crops). size 0 or >= the frame: no crop."""
@@ -115,18 +130,25 @@ class TransformerTask:
         model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
         self.model = VideoTransformer(model_cfg)
         masks.check_weights(cfg.condition_masks)
-        self.cache, self._perm = None, (-1, None)
+        self.shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), SPATIAL * model_cfg.patch)
+        # one clip stream per shape; index offsets keep the shapes' scenes apart
+        self.sources = {sh: clips if sh == (cfg.frames, cfg.height, cfg.width) else
+                        SyntheticClips("train", cfg.data_seed, *sh, cfg.fps) for sh in dict.fromkeys(self.shapes)}
+        self.cache, self._perm = {}, {}
 
     # -- data: clips -> latents, optionally precomputed once
     def after_resume(self, out: Path) -> None:
         if self.cfg.latent_cache > 0:
-            self.cache = self._latent_cache(out / "cache", self.cfg.latent_cache)
+            single = len(self.sources) == 1  # one shape: cache/ as before; several: cache/FxHxW/
+            self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / "x".join(map(str, sh)),
+                                                 self.cfg.latent_cache, sh) for sh in self.sources}
             # keep every cached caption's text states after their first use (~50 KB each)
-            self.text.cache_size = max(self.text.cache_size, self.cfg.latent_cache + 1)
+            self.text.cache_size = max(self.text.cache_size, len(self.sources) * self.cfg.latent_cache + 1)
 
-    def _latent_cache(self, folder: Path, n: int):
-        key = {"n": n, "data_seed": self.cfg.data_seed, "frames": self.cfg.frames, "height": self.cfg.height,
-               "width": self.cfg.width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
+    def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
+        frames, height, width = shape
+        key = {"n": n, "data_seed": self.cfg.data_seed, "frames": frames, "height": height,
+               "width": width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
                "autoencoder": _weights_digest(self.ae)}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() and data_path.is_file() else {}
@@ -134,8 +156,9 @@ class TransformerTask:
             return load_file(str(data_path))["latents"], meta["captions"]
         folder.mkdir(parents=True, exist_ok=True)
         latents, captions = [], []
-        for start in tqdm(range(0, n, 32), desc="encoding latent cache", unit="batch"):
-            clips = [self.clips[i] for i in range(start, min(n, start + 32))]
+        source = self.sources[shape]
+        for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {frames}x{height}x{width}", unit="batch"):
+            clips = [source[i] for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
                 latents.append(self.ae.encode(x).half().cpu())
@@ -148,21 +171,23 @@ class TransformerTask:
         return latents, captions
 
     def batch(self, step: int, rank: int, world: int):
-        size = self.cfg.batch_size
-        if self.cache is None:
-            video, captions = _clip_batch(self.clips, step, rank, world, size)
+        size, shape = self.cfg.batch_size, self.shapes[step % len(self.shapes)]
+        if shape not in self.cache:
+            video, captions = _clip_batch(self.sources[shape], step, rank, world, size)
             with torch.no_grad(), autocast(self.device):
                 return self.ae.encode(video.to(self.device)).float(), captions
-        latents, captions = self.cache
-        idx = [self._shuffled(p, len(captions)) for p in range((step * world + rank) * size, (step * world + rank + 1) * size)]
+        latents, captions = self.cache[shape]
+        first = (step * world + rank) * size
+        idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
         return latents[idx].float().to(self.device), [captions[i] for i in idx]
 
-    def _shuffled(self, position: int, n: int) -> int:
-        """Cache index at stream `position`: a fresh permutation of the cache every epoch."""
+    def _shuffled(self, shape: tuple, position: int, n: int) -> int:
+        """Cache index at stream `position`: a fresh permutation of the shape's cache every epoch."""
         epoch, k = divmod(position, n)
-        if self._perm[0] != epoch:
-            self._perm = (epoch, torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)))
-        return int(self._perm[1][k])
+        if self._perm.get(shape, (-1,))[0] != epoch:
+            seed = self.cfg.seed * 7919 + epoch + 104_729 * self.shapes.index(shape)
+            self._perm[shape] = (epoch, torch.randperm(n, generator=torch.Generator().manual_seed(seed)))
+        return int(self._perm[shape][1][k])
 
     def loss(self, model, batch, gen):
         x0, captions = batch
@@ -202,7 +227,8 @@ class TransformerTask:
         c = self.cfg
         return {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
                                                        "fps": c.fps, "steps": c.sample_steps,
-                                                       "guidance": c.sample_guidance}}
+                                                       "guidance": c.sample_guidance},
+                "trained_shapes": ["x".join(map(str, sh)) for sh in dict.fromkeys(self.shapes)]}
 
 
 class ClassifierTask:

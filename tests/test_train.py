@@ -259,3 +259,25 @@ def test_latent_cache_is_built_once_and_reused(tmp_path, ae_run):
     train("transformer", cfg, tmp_path / "t2", max_steps=1, autoencoder=other, progress=False)
     fresh = load_file(str(tmp_path / "t2" / "cache" / "latents.safetensors"))["latents"]
     assert fresh.shape == latents.shape and not torch.equal(fresh, latents)
+
+
+def test_shape_buckets_take_turns_and_cache_each_shape(tmp_path, ae_run):
+    cfg = preset("transformer", "tiny").override(["latent_cache=4", "shapes=5x16x16,9x16x24"])
+    out = tmp_path / "b"
+    train("transformer", cfg, out, max_steps=2, autoencoder=ae_run, progress=False)
+    assert load_file(str(out / "cache/5x16x16/latents.safetensors"))["latents"].shape == (4, 8, 2, 2, 2)
+    assert load_file(str(out / "cache/9x16x24/latents.safetensors"))["latents"].shape == (4, 8, 3, 2, 3)
+    assert read_index(out / "model")["trained_shapes"] == ["5x16x16", "9x16x24"]
+    from kinema.tasks import TransformerTask
+    from kinema.data.synthetic import SyntheticClips
+    task = TransformerTask(cfg, SyntheticClips("train", 0, 5, 16, 16), torch.device("cpu"), autoencoder=ae_run)
+    task.after_resume(out)  # reuses the caches
+    shapes = [tuple(task.batch(s, 0, 1)[0].shape[2:]) for s in range(4)]
+    assert shapes == [(2, 2, 2), (3, 2, 3), (2, 2, 2), (3, 2, 3)]
+
+
+@pytest.mark.parametrize("shapes", ["16x16", "6x16x16", "5x12x16", "5x16xabc"])
+def test_bad_shape_buckets_are_refused(shapes, ae_run, tmp_path):
+    with pytest.raises(InputError, match="shapes"):
+        train("transformer", preset("transformer", "tiny").override([f"shapes={shapes}"]), tmp_path / "x",
+              max_steps=1, autoencoder=ae_run, progress=False)
