@@ -133,6 +133,15 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         batch_size=16, lr=5e-4, warmup_steps=200, max_steps=22_000, ema_decay=0.999, latent_cache=8000,
         motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS),
         log_every=10, sample_every=1000, checkpoint_every=100),
+    # The shipped default model (kinema/assets/default): shapes-64's model on shape buckets of the
+    # same pixel count (64x64, 48x80, 80x48; 17 and 33 frames), 64x64x17 twice as often. Shipped as
+    # a fine-tune of a shapes-64 run (docs/MODEL_CARD.md gives the commands: --init).
+    ("transformer", "default"): TrainConfig(
+        "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
+        shapes="17x64x64,17x48x80,17x64x64,17x80x48,33x64x64",
+        batch_size=16, lr=2e-4, warmup_steps=200, max_steps=16_000, ema_decay=0.999, latent_cache=8000,
+        motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS),
+        log_every=10, sample_every=2000, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
         "classifier", model={"widths": [16, 32, 64], "groups": 4},
         frames=5, height=32, width=32, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,

@@ -39,8 +39,8 @@ SAMPLE_PROMPTS = [
 ]
 
 
-def _clip_batch(clips: SyntheticClips, step: int, rank: int, world: int, size: int):
-    first = (step * world + rank) * size
+def _clip_batch(clips: SyntheticClips, step: int, rank: int, world: int, size: int, offset: int = 0):
+    first = offset + (step * world + rank) * size
     batch = [clips[first + j] for j in range(size)]
     video = torch.stack([c.video.to_tensor() for c in batch])
     return video, [c.caption for c in batch]
@@ -131,9 +131,10 @@ class TransformerTask:
         self.model = VideoTransformer(model_cfg)
         masks.check_weights(cfg.condition_masks)
         self.shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), SPATIAL * model_cfg.patch)
-        # one clip stream per shape; index offsets keep the shapes' scenes apart
+        # one clip stream per shape, the k-th read from index k * 10^7 on so the shapes show other scenes
         self.sources = {sh: clips if sh == (cfg.frames, cfg.height, cfg.width) else
                         SyntheticClips("train", cfg.data_seed, *sh, cfg.fps) for sh in dict.fromkeys(self.shapes)}
+        self.offsets = {sh: k * 10_000_000 for k, sh in enumerate(self.sources)}
         self.cache, self._perm = {}, {}
 
     # -- data: clips -> latents, optionally precomputed once
@@ -146,10 +147,10 @@ class TransformerTask:
             self.text.cache_size = max(self.text.cache_size, len(self.sources) * self.cfg.latent_cache + 1)
 
     def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
-        frames, height, width = shape
+        (frames, height, width), first = shape, self.offsets[shape]
         key = {"n": n, "data_seed": self.cfg.data_seed, "frames": frames, "height": height,
                "width": width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
-               "autoencoder": _weights_digest(self.ae)}
+               "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {})}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() and data_path.is_file() else {}
         if meta.get("key") == key:
@@ -158,7 +159,7 @@ class TransformerTask:
         latents, captions = [], []
         source = self.sources[shape]
         for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {frames}x{height}x{width}", unit="batch"):
-            clips = [source[i] for i in range(start, min(n, start + 32))]
+            clips = [source[first + i] for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
                 latents.append(self.ae.encode(x).half().cpu())
@@ -173,7 +174,7 @@ class TransformerTask:
     def batch(self, step: int, rank: int, world: int):
         size, shape = self.cfg.batch_size, self.shapes[step % len(self.shapes)]
         if shape not in self.cache:
-            video, captions = _clip_batch(self.sources[shape], step, rank, world, size)
+            video, captions = _clip_batch(self.sources[shape], step, rank, world, size, self.offsets[shape])
             with torch.no_grad(), autocast(self.device):
                 return self.ae.encode(video.to(self.device)).float(), captions
         latents, captions = self.cache[shape]
