@@ -137,12 +137,15 @@ class Pipeline:
         if start < 1.0:  # start part-way (video-to-video): the schedule's times below `start`
             ts = torch.cat([ts.new_tensor([start]), ts[ts < start]])
 
+        context = []  # the text's keys and values: the same at every step, so computed at the first
+
         def model_fn(x, t, c):
-            states, mask = c
             n = x.shape[0] // B  # 2 under classifier-free guidance
             cl = None if clean is None else clean.repeat(n, 1, 1, 1)
             with autocast(self.device):
-                v = self.transformer(x, t.expand(x.shape[0], x.shape[2]), states, mask, cl).float()
+                if not context:
+                    context.append(self.transformer.text_context(*c))
+                v = self.transformer(x, t.expand(x.shape[0], x.shape[2]), context[0], clean=cl).float()
             return v if keep is None else v.masked_fill(keep.repeat(n, 1, 1, 1, 1), 0.0)
 
         return SAMPLERS[s["sampler"]](cfg(model_fn, cond, uncond, s["guidance"]), x, ts, progress=progress)

@@ -247,3 +247,17 @@ def test_tiny_model_trained_by_flow_matching_on_one_clip_samples_that_clip():
                    timesteps(16))
     assert psnr_db(sample, x0) > 19.0  # the sample is the clip (measured 24.5 dB; the other clip: 17.0)
     assert psnr_db(sample, x0) > psnr_db(sample, other) + 5.0
+
+
+def test_text_context_computed_once_gives_the_same_velocity():
+    from kinema.models.transformer import TransformerConfig, VideoTransformer
+    torch.manual_seed(0)
+    m = VideoTransformer(TransformerConfig(latent_channels=4, dim=24, depth=2, heads=2, freq_dim=16, text_dim=8))
+    for p in m.parameters():  # past adaLN-Zero's zeros, so the text matters
+        torch.nn.init.normal_(p, std=0.2)
+    x, t = torch.randn(2, 4, 2, 4, 4), torch.rand(2, 2)
+    text, mask = torch.randn(2, 3, 8), torch.tensor([[True, True, False], [False, False, False]])
+    ctx = m.text_context(text, mask)
+    v = m(x, t, text, mask)
+    assert torch.allclose(v, m(x, t, ctx), atol=1e-6)
+    assert not torch.allclose(v, m(x, t, m.text_context(text.flip(0), mask)), atol=1e-3)

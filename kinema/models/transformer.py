@@ -139,13 +139,20 @@ class Attention(nn.Module):
         norm = (lambda: nn.RMSNorm(dim // heads, eps=1e-6)) if qk_norm else nn.Identity
         self.q_norm, self.k_norm = norm(), norm()
 
-    def forward(self, x, context=None, rope=None, mask=None):
-        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
-        k, v = rearrange(self.kv(x if context is None else context), "b n (k h d) -> k b h n d", k=2, h=self.heads)
-        q, k = self.q_norm(q.float()), self.k_norm(k.float())  # norm and rotate in float32 (bf16 autocast)
+    def keys_values(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """k (normed, rotated) and v of x (B, L, dim), each (B, heads, L, head_dim), in v's dtype."""
+        k, v = rearrange(self.kv(x), "b n (k h d) -> k b h n d", k=2, h=self.heads)
+        k = self.k_norm(k.float())  # norm and rotate in float32 (bf16 autocast)
+        return (k if rope is None else apply_rope(k, *rope)).to(v.dtype), v
+
+    def forward(self, x, context=None, rope=None, mask=None, kv=None):
+        """Self-attention (context None), or cross-attention to `context` (B, L, dim) or to its
+        precomputed `kv` (from keys_values: constant text is projected once per video, not per step)."""
+        q = self.q_norm(rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads).float())
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = attention(q.to(v.dtype), k.to(v.dtype), v, mask)
+            q = apply_rope(q, *rope)
+        k, v = kv if kv is not None else self.keys_values(x if context is None else context, rope)
+        out = attention(q.to(v.dtype), k, v, mask)
         return self.out(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -171,19 +178,32 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # zero-initialised
 
-    def forward(self, x, c, rope, text, text_mask, text_gate, c_clean=None, clean=None):
+    def forward(self, x, c, rope, text_kv, text_mask, text_gate, c_clean=None, clean=None):
         """x (B, T, S, D) tokens grouped by frame; c (B, T, D) per-frame conditioning, broadcast over
-        S; where `clean` (B, T, S, 1) is True, c_clean (B, 1, D) instead (see `modulation`)."""
+        S; where `clean` (B, T, S, 1) is True, c_clean (B, 1, D) instead (see `modulation`).
+        text_kv: this block's cross-attention keys and values of the text (TextContext)."""
         B, T, S, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = modulation(self.ada, c, c_clean, clean).chunk(6, -1)
         h = (self.norm1(x) * (1 + scale1) + shift1).reshape(B, T * S, D)
         x = x + gate1 * self.attn(h, rope=rope).view(B, T, S, D)
         h = self.norm2(x).reshape(B, T * S, D)
-        x = x + text_gate * self.cross(h, text, mask=text_mask).view(B, T, S, D)
+        x = x + text_gate * self.cross(h, mask=text_mask, kv=text_kv).view(B, T, S, D)
         return x + gate2 * self.mlp(self.norm3(x) * (1 + scale2) + shift2)
 
 
 # ------------------------------------------------------------------ the model
+@dataclass
+class TextContext:
+    """The text's part of a forward pass, constant over the sampling steps of a video: each block's
+    cross-attention keys and values, the attention mask (B, 1, 1, L), the gate that zeroes the
+    cross-attention of rows without text (B, 1, 1, 1), and the pooled text vector (B, 1, D) or None."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    mask: torch.Tensor
+    gate: torch.Tensor
+    pooled: torch.Tensor | None
+
+
 class VideoTransformer(nn.Module):
     """Predicts the flow-matching velocity for video latents; see the module docstring."""
 
@@ -216,44 +236,58 @@ class VideoTransformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None = None,
-                clean: torch.Tensor | None = None):
+    def text_context(self, text: torch.Tensor, text_mask: torch.Tensor | None = None) -> TextContext:
+        """Everything the text contributes to a forward pass, which does not change from one sampling
+        step to the next: text states (B, L, text_dim) and mask (B, L), True = real token (None: all)."""
+        if text.ndim != 3 or text.shape[2] != self.config.text_dim:
+            raise InputError(f"text must be (B, L, {self.config.text_dim}), got {tuple(text.shape)}")
+        if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise InputError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        B = text.shape[0]
+        mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if text_mask is None else text_mask.bool()
+        text = self.text_embed(text)
+        pooled = None
+        if self.text_pool is not None:  # masked mean of the real tokens (zero when there are none)
+            total = torch.where(mask[..., None], text, 0).sum(1)
+            pooled = self.text_pool(total / mask.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+        # A row with no real token would make attention return NaN: let it attend anywhere, then gate it to 0.
+        has_text = mask.any(1)
+        return TextContext(kv=[block.cross.keys_values(text) for block in self.blocks],
+                           mask=(mask | ~has_text[:, None])[:, None, None, :],
+                           gate=has_text.to(text.dtype).view(B, 1, 1, 1), pooled=pooled)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | TextContext,
+                text_mask: torch.Tensor | None = None, clean: torch.Tensor | None = None):
         """Velocity eps - x0, shaped like x (B, C, T, H, W), at per-frame timesteps t (B, T) in [0, 1],
-        given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real).
+        given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real),
+        or their `text_context` (samplers compute it once per video).
         `clean` (B, T, H / patch, W / patch) bool marks condition tokens (kinema.diffusion.masks):
         their timestep is 0 whatever their frame's t."""
         cfg, p = self.config, self.config.patch
-        B, T, H, W = self._check(x, t, text, text_mask, clean)
-        real = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-        mask = real if text_mask is None else text_mask.bool()
+        ctx = text if isinstance(text, TextContext) else self.text_context(text, text_mask)
+        B, T, H, W = self._check(x, t, ctx, clean)
 
         h = self.patch_embed(rearrange(x, "b c t (h p) (w q) -> b t (h w) (p q c)", p=p, q=p))  # (B, T, S, D)
         if clean is not None:  # one more "frame" at t = 0: the conditioning of clean tokens
             t = torch.cat([t, t.new_zeros(B, 1)], 1)
         c = self.time_embed(timestep_embedding(t, cfg.freq_dim).to(h.dtype))  # (B, T, D): one per frame
-        text = self.text_embed(text)
-        if self.text_pool is not None:  # masked mean of the real tokens (zero when there are none)
-            total = torch.where(mask[..., None], text, 0).sum(1)
-            c = c + self.text_pool(total / mask.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+        if ctx.pooled is not None:
+            c = c + ctx.pooled
         c_clean = None
         if clean is not None:
             c, c_clean, clean = c[:, :T], c[:, T:], clean.reshape(B, T, -1, 1).to(c.device)
-        # A row with no real token would make SDPA return NaN: let it attend anywhere, then gate it to 0.
-        has_text = mask.any(1)
-        attn_mask = (mask | ~has_text[:, None])[:, None, None, :]
-        text_gate = has_text.to(h.dtype).view(B, 1, 1, 1)
         rope = rope_angles(grid_positions(T, H // p, W // p, device=x.device), cfg.dim // cfg.heads, cfg.rope_theta)
 
-        for block in self.blocks:
+        for block, kv in zip(self.blocks, ctx.kv):
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, rope, text, attn_mask, text_gate, c_clean, clean, use_reentrant=False)
+                h = checkpoint(block, h, c, rope, kv, ctx.mask, ctx.gate, c_clean, clean, use_reentrant=False)
             else:
-                h = block(h, c, rope, text, attn_mask, text_gate, c_clean, clean)
+                h = block(h, c, rope, kv, ctx.mask, ctx.gate, c_clean, clean)
         shift, scale = modulation(self.final_ada, c, c_clean, clean).chunk(2, -1)
         out = self.final(self.final_norm(h) * (1 + scale) + shift)
         return rearrange(out, "b t (h w) (p q c) -> b c t (h p) (w q)", h=H // p, p=p, q=p)
 
-    def _check(self, x, t, text, text_mask, clean=None) -> tuple[int, int, int, int]:
+    def _check(self, x, t, ctx: TextContext, clean=None) -> tuple[int, int, int, int]:
         cfg, p = self.config, self.config.patch
         if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
             raise InputError(f"latents must be (B, {cfg.latent_channels}, T, H, W), got {tuple(x.shape)}")
@@ -266,10 +300,8 @@ class VideoTransformer(nn.Module):
                                  f"nearest valid latent {name}s: {nearest}")
         if tuple(t.shape) != (B, T):
             raise InputError(f"t must be (B, T_lat) = ({B}, {T}), one timestep per latent frame; got {tuple(t.shape)}")
-        if text.ndim != 3 or text.shape[0] != B or text.shape[2] != cfg.text_dim:
-            raise InputError(f"text must be (B, L, {cfg.text_dim}) with B = {B}, got {tuple(text.shape)}")
-        if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
-            raise InputError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        if ctx.mask.shape[0] != B:
+            raise InputError(f"text must have one row per video: got {ctx.mask.shape[0]} for a batch of {B}")
         if clean is not None and tuple(clean.shape) != (B, T, H // p, W // p):
             raise InputError(f"clean must be (B, T, H / patch, W / patch) = {(B, T, H // p, W // p)}, "
                              f"got {tuple(clean.shape)}")
