@@ -109,6 +109,24 @@ def save_model(folder: str | Path, components: dict[str, tuple[torch.nn.Module, 
     return folder
 
 
+def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """A lean copy of the model folder `src` to ship or share: its components with floating-point
+    weights stored in `dtype` (they load back into float32 modules), no training state; `dst` is
+    written atomically and must be absent or empty."""
+    src, dst = Path(src), Path(dst)
+    index = read_index(src)
+    with atomic_path(dst, folder=True) as tmp:
+        for name in index["components"]:
+            config = _read_json(src / name / "config.json", "component")
+            weights = read_weights(src / name / "model.safetensors")
+            (tmp / name).mkdir()
+            _write_json(tmp / name / "config.json", config)
+            save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
+                      str(tmp / name / "model.safetensors"))
+        _write_json(tmp / INDEX, {**index, "exported_dtype": str(dtype).removeprefix("torch.")})
+    return dst
+
+
 def read_index(folder: str | Path) -> dict:
     folder = Path(folder)
     if not folder.is_dir():

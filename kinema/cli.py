@@ -66,6 +66,8 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
     p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
+    p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the result: evenly spaced frames "
+                                                  "in a row with the prompt underneath")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was done (with "
                                                        "windows, seconds and peak memory)")
     _common(p)
@@ -186,7 +188,7 @@ def build_parser() -> Parser:
                                    "distance of classifier features) with fvd_floor (the same between two real sets "
                                    "of size N) and bootstrap deviations, fd_frames (per-frame, appearance only), "
                                    "adherence per attribute (adherence_real is the ceiling), and temporal metrics.")
-    p.add_argument("--model", help="model folder or training run (required until a default model ships)")
+    p.add_argument("--model", help="model folder or training run (default: the shipped model)")
     p.add_argument("--num", type=int, default=256, help="clips per set, 2-2048 (default: 256)")
     p.add_argument("--split", default="heldout", choices=["heldout", "compositions"],
                    help="held-out clips, or held-out colour/shape compositions (default: heldout)")
@@ -248,10 +250,13 @@ def cmd_info(args) -> None:
     import torch
 
     from .runtime import describe
+    from .pipeline import DEFAULT_MODEL
+    shipped = (DEFAULT_MODEL / "model_index.json").is_file()
     info = {"kinema": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            **describe(), "default_model": None}
+            **describe(), "default_model": str(DEFAULT_MODEL) if shipped else None}
     lines = [f"{k:15s} {v}" for k, v in info.items()]
-    lines[-1] = f"{'default_model':15s} none shipped yet (train one with `kinema train`)"
+    if not shipped:
+        lines[-1] = f"{'default_model':15s} missing from {DEFAULT_MODEL} (pass --model DIR)"
     _emit(args, info, lines)
 
 
@@ -260,10 +265,15 @@ def _sampling(args, *names) -> dict:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
+def _sheet(args, caption: str) -> dict:
+    return {"sheet": args.sheet, "caption": caption} if args.sheet else {}
+
+
 def _wrote(args, result: dict) -> None:
     more = f", {result['windows']} windows" if result["windows"] else ""
     _emit(args, result, [f"wrote {result['out']} ({result['frames']} frames, {result['height']}x{result['width']}, "
-                         f"{result['video_seconds']} s of video in {result['seconds']} s{more})"])
+                         f"{result['video_seconds']} s of video in {result['seconds']} s{more})"]
+          + ([f"wrote {result['sheet']} (contact sheet)"] if "sheet" in result else []))
 
 
 def _keyframes(specs: list[str]) -> dict:
@@ -284,7 +294,7 @@ def cmd_generate(args) -> None:
     kwargs.update(keyframes=_keyframes(args.keyframe), fit=args.fit, progress=not args.json,
                   image=Video.read(args.image) if args.image else None,
                   last_image=Video.read(args.last_image) if args.last_image else None)
-    _wrote(args, run_to_file(args.model, args.out, "generate", args.prompt, **kwargs))
+    _wrote(args, run_to_file(args.model, args.out, "generate", args.prompt, **_sheet(args, args.prompt), **kwargs))
 
 
 def cmd_extend(args) -> None:
@@ -292,7 +302,7 @@ def cmd_extend(args) -> None:
     from .video import Video
     kwargs = _sampling(args, "frames", "context", "fit")
     _wrote(args, run_to_file(args.model, args.out, "extend", Video.read(args.video), args.prompt, args.seconds,
-                             progress=not args.json, **kwargs))
+                             progress=not args.json, **_sheet(args, f"{args.video} extended: {args.prompt}"), **kwargs))
 
 
 def cmd_interpolate(args) -> None:
@@ -300,7 +310,8 @@ def cmd_interpolate(args) -> None:
     from .video import Video
     kwargs = _sampling(args, "frames", "height", "width", "fps", "fit")
     _wrote(args, run_to_file(args.model, args.out, "interpolate", Video.read(args.first), Video.read(args.last),
-                             args.prompt, progress=not args.json, **kwargs))
+                             args.prompt, progress=not args.json, **_sheet(args, f"{args.first} -> {args.last}"),
+                             **kwargs))
 
 
 def cmd_edit(args) -> None:
@@ -309,7 +320,7 @@ def cmd_edit(args) -> None:
     kwargs = _sampling(args, "strength", "fit")
     mask = Video.read(args.mask) if args.mask else None
     _wrote(args, run_to_file(args.model, args.out, "edit", Video.read(args.video), args.prompt, mask=mask,
-                             progress=not args.json, **kwargs))
+                             progress=not args.json, **_sheet(args, f"{args.video} edited: {args.prompt}"), **kwargs))
 
 
 def cmd_train(args) -> None:

@@ -30,8 +30,10 @@ from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
 from .runtime import autocast, default_device, peak_memory_mb
 from .video import MAX_SIDE, Video, check_fit, check_fps, check_frames
+from .viz import contact_sheet
 
 SPATIAL, TEMPORAL = 8, 4  # autoencoder compression
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default"  # the model kinema ships (docs/MODEL_CARD.md)
 MAX_STEPS = 1000
 MAX_SECONDS = 600.0  # longest extension / long generation
 MAX_EDIT_FRAMES = 4 * 32 + 1  # frames edited in one pass
@@ -397,21 +399,31 @@ def schedule_at(schedule: list[tuple[float, str]], second: float) -> str:
 
 
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
-    """The pipeline in a model folder (or a training run that holds one)."""
+    """The pipeline in a model folder (or a training run that holds one); None: the shipped default."""
     if path is None:
-        raise CheckpointError("no default model is shipped yet: pass a model folder (--model DIR, or kinema.load(DIR))")
+        if not (DEFAULT_MODEL / "model_index.json").is_file():
+            raise CheckpointError(f"the shipped default model is missing from {DEFAULT_MODEL} (an incomplete "
+                                  f"install?); pass a model folder: --model DIR, or kinema.load(DIR)")
+        path = DEFAULT_MODEL
     return Pipeline.from_folder(path, device)
 
 
-def run_to_file(path_model, out: str | Path, mode: str, *args, **kwargs) -> dict:
+def run_to_file(path_model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",
+                **kwargs) -> dict:
     """Load a model, run one of its modes (`generate`, `extend`, `interpolate`, `edit`), save the
-    video; returns what was done (for `--json`): frames, size, seconds of video, wall seconds,
-    windows (long videos) and the process's peak memory."""
+    video (and a PNG contact sheet of it to `sheet`, captioned); returns what was done (for
+    `--json`): frames, size, seconds of video, wall seconds, windows (long videos) and the process's
+    peak memory."""
+    if sheet is not None and Path(sheet).suffix.lower() != ".png":
+        raise InputError(f"--sheet writes a PNG image: give a path ending in .png, got {str(sheet)!r}")
     t0 = time.perf_counter()
     pipe = load(path_model)
     video = getattr(pipe, mode)(*args, **kwargs)
     video.save(out)
+    if sheet is not None:
+        Video(contact_sheet([video], [caption], frames=min(video.num_frames, 9))).save(sheet)
     return {"out": str(out), "mode": mode, "frames": video.num_frames, "height": video.height, "width": video.width,
             "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
             "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
-            "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device)}
+            "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
+            **({"sheet": str(sheet)} if sheet is not None else {})}

@@ -175,7 +175,9 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d, eps=1e-6)
         self.cross = Attention(d, cfg.heads, cfg.qk_norm)
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        # exact (erf) GELU: on CPU in bf16 the tanh form runs 3x slower (250 vs 77 us on 160 x 1024),
+        # and the two differ by 0.08% of a trained model's output, 16x less than bf16 rounding
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # zero-initialised
 
     def forward(self, x, c, rope, text_kv, text_mask, text_gate, c_clean=None, clean=None):
@@ -214,7 +216,7 @@ class VideoTransformer(nn.Module):
         self.patch_embed = nn.Linear(patch_dim, c.dim)
         self.time_embed = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.text_embed = nn.Sequential(
-            nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), nn.Linear(c.dim, c.dim))
+            nn.Linear(c.text_dim, c.dim), nn.GELU(), nn.Linear(c.dim, c.dim))
         self.text_pool = nn.Linear(c.dim, c.dim) if c.pool_text else None
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.depth))
         self.final_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
