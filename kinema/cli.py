@@ -169,6 +169,18 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("export", help="a lean copy of a model to ship or share (float16, no training state)",
+                       description="Copy a model folder (or a training run's) without its training state, its "
+                                   "weights stored in --dtype; they load back into float32 modules. This is how "
+                                   "kinema/assets/default was made from its training run.")
+    p.add_argument("model", help="model folder or training run to copy")
+    p.add_argument("--out", required=True, help="the new model folder (must not exist, or be empty)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                   help="storage type of floating-point weights (default: float16, half the size of float32)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
+    _common(p)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("classify", help="read what a video shows with the video classifier",
                        description="Predict a video's objects (colours, shapes, sizes, motions, speeds), camera move, "
                                    "object count and background, with confidences and a caption written from them. "
@@ -339,6 +351,17 @@ def cmd_train(args) -> None:
     if result["rank"] == 0:  # under torchrun, one report
         _emit(args, result, [f"trained {args.component} ({result['params']:,} parameters) to step {result['step']}; "
                              f"model in {result['model']}"])
+
+
+def cmd_export(args) -> None:
+    import torch
+
+    from .checkpoint import export_model
+    from .pipeline import model_folder
+    out = export_model(model_folder(args.model), args.out, getattr(torch, args.dtype))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size},
+          [f"wrote {out} ({size / 2 ** 20:.1f} MB, {args.dtype} weights)"])
 
 
 def cmd_classify(args) -> None:

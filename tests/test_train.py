@@ -281,3 +281,37 @@ def test_bad_shape_buckets_are_refused(shapes, ae_run, tmp_path):
     with pytest.raises(InputError, match="shapes"):
         train("transformer", preset("transformer", "tiny").override([f"shapes={shapes}"]), tmp_path / "x",
               max_steps=1, autoencoder=ae_run, progress=False)
+
+
+def test_export_writes_a_lean_half_precision_model_that_generates_the_same(tmp_path, capsys, t2v_run):
+    code = main(["export", str(t2v_run), "--out", str(tmp_path / "lean"), "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["dtype"] == "float16"
+    lean = tmp_path / "lean"
+    assert not (lean / "train_state").exists()
+    assert all(v.dtype == torch.float16 for v in load_file(str(lean / "transformer/model.safetensors")).values())
+    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    a, b = load(t2v_run).generate("a red circle moves left", **kw), load(lean).generate("a red circle moves left", **kw)
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 2.0  # float16 rounding only
+    assert main(["export", str(t2v_run), "--out", str(lean)]) == 2  # never over an existing model
+    assert "error: " in capsys.readouterr().err
+
+
+def test_generate_writes_a_contact_sheet_and_refuses_other_sheet_types(tmp_path, capsys, t2v_run):
+    from kinema.video import Video
+    args = ["generate", "a red circle", "--model", str(t2v_run), "--frames", "5", "--height", "16", "--width", "16",
+            "--steps", "2", "--out", str(tmp_path / "a.mp4")]
+    assert main([*args, "--sheet", str(tmp_path / "a.png")]) == 0
+    sheet = Video.read(tmp_path / "a.png")
+    assert sheet.num_frames == 1 and sheet.width > 5 * 16  # five frames side by side, scaled up
+    capsys.readouterr()
+    assert main([*args, "--sheet", str(tmp_path / "a.jpg")]) == 2
+    assert "--sheet" in capsys.readouterr().err and not (tmp_path / "a.jpg").exists()
+
+
+def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import kinema.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL", tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="default model is missing"):
+        load()
+    assert main(["generate", "a red circle", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "default model is missing" in capsys.readouterr().err
