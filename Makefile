@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job: a video from a prompt with the shipped default model (kinema/assets/default).
 demo: $(STAMP)
-	$(BIN)/kinema dataset preview --out preview.png
-	$(BIN)/kinema dataset preview --out preview.mp4
+	$(BIN)/kinema generate "a large red circle moves to the right" --out out.mp4 --sheet out.png
 
 # pytest exits 5 when it collects no test: a broken run, not a pass.
 test: $(STAMP)
@@ -23,7 +23,8 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/dataset_speed.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/speed.py --json docs/speed.json
 
 clean:
-	rm -rf $(VENV) preview.png preview.mp4 .pytest_cache
+	rm -rf $(VENV) out.mp4 out.png .pytest_cache

@@ -64,6 +64,8 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer first: about a minute "
+                                                          "to compile, then faster steps (worth it for long videos)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
     p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the result: evenly spaced frames "
@@ -207,6 +209,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer first (about a minute; "
+                                                          "then faster sampling of the N clips)")
     p.add_argument("--classifier", help="classifier folder or training run whose features and readings score "
                                         "the clips (default: kinema/assets/classifier, the one kinema ships)")
     p.add_argument("--i3d", metavar="PATH", help="also compute standard FVD with this local I3D TorchScript file "
@@ -278,7 +282,8 @@ def _sampling(args, *names) -> dict:
 
 
 def _sheet(args, caption: str) -> dict:
-    return {"sheet": args.sheet, "caption": caption} if args.sheet else {}
+    """run_to_file's options shared by every generating command: the contact sheet, compile."""
+    return {"compile": args.compile, **({"sheet": args.sheet, "caption": caption} if args.sheet else {})}
 
 
 def _wrote(args, result: dict) -> None:
@@ -394,9 +399,11 @@ def cmd_eval(args) -> None:
     classifier = load_classifier(args.classifier)
     i3d = load_i3d(args.i3d) if args.i3d else None
     pipe = load(args.model)
+    if args.compile:
+        pipe.compile()
     result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=classifier,
                       i3d=i3d, steps=args.steps, guidance=args.guidance)
-    result = {"model": args.model, **result}
+    result = {"model": args.model or "shipped default", **result}
     if args.json:
         write_json(result, args.json)
     if args.report:

@@ -86,6 +86,13 @@ class Pipeline:
         text = load_text_encoder(index.get("text_encoder", "minilm")).to(device)
         return cls(ae, tr.to(device).eval(), text, index.get("defaults"), device)
 
+    def compile(self) -> "Pipeline":
+        """torch.compile the transformer (inductor): every new latent shape compiles once (about a
+        minute on a 2-core CPU), then its sampling steps run faster (benchmarks/speed.py). Worth it
+        for many clips (eval, batches, long videos), not for one."""
+        self.transformer = torch.compile(self.transformer, dynamic=False)
+        return self
+
     # -- settings shared by every mode
     def _settings(self, frames, height, width, fps, steps, guidance, sampler) -> dict:
         d = self.defaults
@@ -409,7 +416,7 @@ def load(path: str | Path | None = None, device: str | torch.device | None = Non
 
 
 def run_to_file(path_model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",
-                **kwargs) -> dict:
+                compile: bool = False, **kwargs) -> dict:
     """Load a model, run one of its modes (`generate`, `extend`, `interpolate`, `edit`), save the
     video (and a PNG contact sheet of it to `sheet`, captioned); returns what was done (for
     `--json`): frames, size, seconds of video, wall seconds, windows (long videos) and the process's
@@ -418,6 +425,8 @@ def run_to_file(path_model, out: str | Path, mode: str, *args, sheet: str | Path
         raise InputError(f"--sheet writes a PNG image: give a path ending in .png, got {str(sheet)!r}")
     t0 = time.perf_counter()
     pipe = load(path_model)
+    if compile:
+        pipe.compile()
     video = getattr(pipe, mode)(*args, **kwargs)
     video.save(out)
     if sheet is not None:
