@@ -1,6 +1,7 @@
 """How fast kinema generates, and what fewer steps cost in quality: one command, one run.
 
-    python benchmarks/speed.py [--model DIR] [--num 256] [--repeat 5] [--json docs/speed.json]
+    python benchmarks/speed.py [--model DIR] [--num 256] [--repeat 5] [--json docs/speed.json] \
+        [--markdown docs/BENCHMARKS.md]
 
 All figures come from the same run, side by side (this machine is shared and noisy):
 
@@ -231,6 +232,7 @@ def main():
     ap.add_argument("--skip-quality", action="store_true", help="timings only")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile figures")
     ap.add_argument("--json", default=None, help="write every figure to this file")
+    ap.add_argument("--markdown", default=None, help="write the figures as a Markdown page (docs/BENCHMARKS.md)")
     args = ap.parse_args()
 
     pipe = load(args.model)
@@ -269,6 +271,55 @@ def main():
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(result, " ".join(["python benchmarks/speed.py", *sys.argv[1:]])))
+
+
+def markdown(r: dict, command: str) -> str:
+    """The figures as the Markdown page docs/BENCHMARKS.md is."""
+    m, d = r["machine"], r["defaults"]
+    out = [f"# Generation speed ({r['date']})", "",
+           f"`{command}` on {m['device_name']} ({m['cpu_count']} cores, {m['threads']} threads, "
+           f"{m['cpu_capability']}, bf16 {m['bf16']}), torch {r['torch']}; model: {r['model']} "
+           f"({d['frames']} frames at {d['fps']:g} fps, {d['height']}x{d['width']}, {d['steps']} steps, guidance "
+           f"{d['guidance']:g}). All figures from this one run; bf16 matmul peak measured in it: "
+           f"**{r['matmul_peak_gflops']:.0f} GFLOP/s**.", "",
+           "| case | wall s | RTF (video s / wall s) | transformer / other sampling / decode / mp4 s | "
+           "transformer calls | GFLOP/s | MFU |", "|---|---|---|---|---|---|---|"]
+    for name, g in r["generation"].items():
+        sp = g["split_seconds"]
+        first = f" (first call {g['first_call_seconds']} s, compiling)" if "first_call_seconds" in g else ""
+        out.append(f"| {name}{first} | {g['wall_seconds']:.3f} | **{g['rtf']:.2f}** | {sp['transformer']:.3f} / "
+                   f"{sp['other_sampling']:.3f} / {sp['decode']:.3f} / {sp['write_mp4']:.3f} | "
+                   f"{g['transformer_calls']} x {g['transformer_gflop_per_call']:.2f} GFLOP | "
+                   f"{g['transformer_gflops']:.0f} | **{g['mfu']:.0%}** |")
+    w = r["diffusers"]
+    out += ["", "## Against diffusers", ""]
+    if "skipped" in w:
+        out.append(f"Skipped: {w['skipped']}.")
+    else:
+        p = w["parameters"]
+        out += [f"A diffusers `WanPipeline` (`WanTransformer3DModel` {p['diffusers_transformer'] / 1e6:.1f}M "
+                f"parameters, `AutoencoderKLWan` {p['diffusers_vae'] / 1e6:.1f}M) with kinema's width, depth, heads, "
+                f"patch and latent size (kinema: transformer {p['kinema_transformer'] / 1e6:.1f}M, autoencoder "
+                f"{p['kinema_autoencoder'] / 1e6:.1f}M), random weights, {w['frames']} frames {w['size']}, "
+                f"{w['steps']} Euler steps each (the same number of transformer evaluations), guidance "
+                f"{w['guidance']:g}, {w['dtype']}, prompt to mp4, timed interleaved in the same run:", "",
+                "| | median wall s | runs |", "|---|---|---|",
+                f"| kinema | {w['kinema_seconds']:.3f} | {', '.join(map(str, w['all_kinema']))} |",
+                f"| diffusers | {w['diffusers_seconds']:.3f} | {', '.join(map(str, w['all_diffusers']))} |", "",
+                f"kinema is **{w['speedup']:.2f}x** faster."]
+    if "quality_vs_steps" in r:
+        out += ["", "## Quality against steps", "",
+                "`kinema eval` figures on held-out captions (Heun steps; a Heun step is two transformer "
+                "calls but the last): fvd against its floor (two real sets), adherence against the "
+                "real clips' ceiling.", "",
+                "| steps | fvd (floor) | colours | shapes | motions | generation s |", "|---|---|---|---|---|---|"]
+        for q in r["quality_vs_steps"]:
+            out.append(f"| {q['steps']} | {q['fvd']:.1f} +- {q['fvd_std']:.1f} ({q['fvd_floor']:.1f}) | "
+                       f"{q['colors']:.2f} / {q['colors_real']:.2f} | {q['shapes']:.2f} / {q['shapes_real']:.2f} | "
+                       f"{q['motions']:.2f} / {q['motions_real']:.2f} | {q['generate_seconds']:.0f} |")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
