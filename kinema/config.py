@@ -140,7 +140,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
         shapes="17x64x64,17x48x80,17x64x64,17x80x48,33x64x64",
         batch_size=16, lr=2e-4, warmup_steps=200, max_steps=16_000, ema_decay=0.999, latent_cache=8000,
-        motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS),
+        motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS), sample_steps=8,
         log_every=10, sample_every=2000, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
         "classifier", model={"widths": [16, 32, 64], "groups": 4},
