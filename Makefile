@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 # The main job: a video from a prompt with the shipped default model (kinema/assets/default).
 demo: $(STAMP)
-	$(BIN)/kinema generate "a large red circle moves to the right" --out out.mp4 --sheet out.png
+	$(BIN)/kinema generate "a blue square moves to the right" --out out.mp4 --sheet out.png
 
 # pytest exits 5 when it collects no test: a broken run, not a pass.
 test: $(STAMP)
