@@ -6,7 +6,7 @@ from kinema.models.transformer import (EXPLICIT_MAX_SCORES, MODELS, TransformerC
                                        grid_positions, param_count, rope_angles)
 
 C, TEXT_DIM = 8, 384
-STEPS = 300
+STEPS = 400  # seeds 0-3 at 400 steps: 26.8-28.6 dB on the clip, 16.8-17.9 on the other (300 steps: seed 0 19.6)
 
 
 def inputs(T=3, H=4, W=6, B=2, L=5, seed=0):
@@ -245,7 +245,7 @@ def test_tiny_model_trained_by_flow_matching_on_one_clip_samples_that_clip():
     model.eval()
     sample = euler(lambda x, t: model(x, t.expand(1, 3), text[:1], mask[:1]), torch.randn(x0.shape, generator=gen),
                    timesteps(16))
-    assert psnr_db(sample, x0) > 19.0  # the sample is the clip (measured 24.5 dB; the other clip: 17.0)
+    assert psnr_db(sample, x0) > 19.0  # the sample is the clip (measured 27.0 dB; the other clip: 17.9)
     assert psnr_db(sample, x0) > psnr_db(sample, other) + 5.0
 
 
