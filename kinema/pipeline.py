@@ -87,9 +87,9 @@ class Pipeline:
         return cls(ae, tr.to(device).eval(), text, index.get("defaults"), device)
 
     def compile(self) -> "Pipeline":
-        """torch.compile the transformer (inductor): every new latent shape compiles once (about a
-        minute on a 2-core CPU), then its sampling steps run faster (benchmarks/speed.py). Worth it
-        for many clips (eval, batches, long videos), not for one."""
+        """torch.compile the transformer (inductor): every new latent shape compiles once (~25 s on
+        a 2-core CPU), then a one-clip sampling step runs ~2x faster (benchmarks/speed.py; batches
+        gain little). Worth it for long videos and many single clips, not for one."""
         self.transformer = torch.compile(self.transformer, dynamic=False)
         return self
 

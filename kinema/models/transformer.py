@@ -246,7 +246,8 @@ class VideoTransformer(nn.Module):
         if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise InputError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
         B = text.shape[0]
-        mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if text_mask is None else text_mask.bool()
+        real = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        mask = real if text_mask is None else text_mask.bool()
         text = self.text_embed(text)
         pooled = None
         if self.text_pool is not None:  # masked mean of the real tokens (zero when there are none)
