@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from bf16_speed import gflops  # benchmarks/ is on the path when this script runs
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.pipeline import load
@@ -44,17 +45,9 @@ BATCH_PROMPTS = ["a red circle moves left", "a blue square moves right", "a gree
 
 
 def matmul_peak(repeat: int = 10, n: int = 2048) -> float:
-    """Best bf16 matmul GFLOP/s of an n x n product on this machine."""
+    """Best bf16 matmul GFLOP/s of an n x n product on this machine (bf16_speed.py's timing)."""
     a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    a @ b
-    best = min(_timed(lambda: a @ b)[0] for _ in range(repeat))
-    return 2 * n ** 3 / best / 1e9
-
-
-def _timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+    return gflops(lambda: a @ b, 2 * n ** 3, repeat)
 
 
 class TransformerMeter:
@@ -254,7 +247,7 @@ def main():
         if not args.skip_compile:
             eager = meter.model
             meter.model = torch.compile(eager)
-            t, _ = _timed(lambda: generate_to_mp4(pipe, [PROMPT], folder))
+            t = generate_to_mp4(pipe, [PROMPT], folder)["total"]  # the first call compiles
             for name, prompts in (("one clip, compiled", [PROMPT]), ("batch of 8, compiled", BATCH_PROMPTS)):
                 row = measure_rtf(pipe, meter, prompts, args.repeat, folder)
                 rows[name] = add_mfu(row, flops_per_call(pipe, tuple(row["latent_shape"]), eager),

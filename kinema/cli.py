@@ -267,12 +267,12 @@ def cmd_info(args) -> None:
     import torch
 
     from .runtime import describe
-    from .pipeline import DEFAULT_MODEL
-    shipped = (DEFAULT_MODEL / "model_index.json").is_file()
+    from .pipeline import DEFAULT_MODEL, shipped_model
+    shipped = shipped_model()
     info = {"kinema": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            **describe(), "default_model": str(DEFAULT_MODEL) if shipped else None}
+            **describe(), "default_model": str(shipped) if shipped else None}
     lines = [f"{k:15s} {v}" for k, v in info.items()]
-    if not shipped:
+    if shipped is None:
         lines[-1] = f"{'default_model':15s} missing from {DEFAULT_MODEL} (pass --model DIR)"
     _emit(args, info, lines)
 

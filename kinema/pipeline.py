@@ -408,11 +408,16 @@ def schedule_at(schedule: list[tuple[float, str]], second: float) -> str:
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
     """The pipeline in a model folder (or a training run that holds one); None: the shipped default."""
     if path is None:
-        if not (DEFAULT_MODEL / "model_index.json").is_file():
+        path = shipped_model()
+        if path is None:
             raise CheckpointError(f"the shipped default model is missing from {DEFAULT_MODEL} (an incomplete "
                                   f"install?); pass a model folder: --model DIR, or kinema.load(DIR)")
-        path = DEFAULT_MODEL
     return Pipeline.from_folder(path, device)
+
+
+def shipped_model() -> Path | None:
+    """The folder of the default model kinema ships, or None where it is missing."""
+    return DEFAULT_MODEL if (DEFAULT_MODEL / "model_index.json").is_file() else None
 
 
 def run_to_file(path_model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",

@@ -99,6 +99,11 @@ def parse_shapes(text: str, default: tuple[int, int, int], stride: int) -> list[
     return shapes or [default]
 
 
+def shape_name(shape: tuple[int, int, int]) -> str:
+    """(17, 48, 80) -> "17x48x80", the form parse_shapes reads."""
+    return "x".join(map(str, shape))
+
+
 def random_crops(video: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """A size x size window of each clip of (B, C, T, H, W), at offsets that are multiples of 8
     drawn from `seed` (so a resumed run reads the same crops). size 0 or >= the frame: no crop."""
@@ -141,7 +146,7 @@ class TransformerTask:
     def after_resume(self, out: Path) -> None:
         if self.cfg.latent_cache > 0:
             single = len(self.sources) == 1  # one shape: cache/ as before; several: cache/FxHxW/
-            self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / "x".join(map(str, sh)),
+            self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / shape_name(sh),
                                                  self.cfg.latent_cache, sh) for sh in self.sources}
             # keep every cached caption's text states after their first use (~50 KB each)
             self.text.cache_size = max(self.text.cache_size, len(self.sources) * self.cfg.latent_cache + 1)
@@ -158,7 +163,7 @@ class TransformerTask:
         folder.mkdir(parents=True, exist_ok=True)
         latents, captions = [], []
         source = self.sources[shape]
-        for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {frames}x{height}x{width}", unit="batch"):
+        for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {shape_name(shape)}", unit="batch"):
             clips = [source[first + i] for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
@@ -229,7 +234,7 @@ class TransformerTask:
         return {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
                                                        "fps": c.fps, "steps": c.sample_steps,
                                                        "guidance": c.sample_guidance},
-                "trained_shapes": ["x".join(map(str, sh)) for sh in dict.fromkeys(self.shapes)]}
+                "trained_shapes": [shape_name(sh) for sh in self.sources]}
 
 
 class ClassifierTask:
