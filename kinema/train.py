@@ -2,7 +2,7 @@
 
     kinema train autoencoder --preset shapes-64 --out runs/ae
     kinema train transformer --preset shapes-64 --autoencoder runs/ae --out runs/t2v
-    torchrun --nproc-per-node 8 -m kinema train transformer ...   (DDP, detected from the environment)
+    torchrun --standalone --nproc-per-node 8 -m kinema train transformer ...   (DDP, detected from the environment)
 
 What differs between components lives in a small Task (model, batch, loss, samples, what to save);
 the loop owns the rest: AdamW with warmup + cosine, gradient clipping, EMA, bf16 autocast where
@@ -131,8 +131,20 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     folder that `kinema.load` reads), out/log.jsonl, out/loss.png, out/samples/. Returns a summary.
     Stops at `max_steps` (default cfg.max_steps) or after `max_minutes`, checkpointing either way.
     Resuming with cfg None continues the run's own recipe; a cfg that differs from it is used, and
-    the settings it changes are listed (on stderr, and as "changed" in the summary)."""
-    out = Path(out)
+    the settings it changes are listed (on stderr, and as "changed" in the summary).
+    Under torchrun, a process group this call creates is also destroyed by it: left to interpreter
+    shutdown, gloo's teardown can abort a rank whose peer has already exited."""
+    created = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized()
+    try:
+        return _train(component, cfg, Path(out), max_steps=max_steps, max_minutes=max_minutes, resume=resume,
+                      autoencoder=autoencoder, progress=progress)
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int | None, max_minutes: float | None,
+           resume: bool, autoencoder: str | Path | None, progress: bool) -> dict:
     stored = stored_config(out) if resume else None
     if stored is not None and stored.component != component:
         raise InputError(f"{out} is a run of the {stored.component}, not the {component}")
@@ -194,7 +206,7 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     bar = tqdm(total=stop_at, initial=step, desc=f"train {component}", unit="step", disable=not (main and progress))
     logs: dict[str, float] = {}
     while step < stop_at:
-        if max_minutes is not None and time.monotonic() - t_start > 60 * max_minutes:
+        if max_minutes is not None and _time_is_up(t_start, max_minutes, device):
             break
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg)
@@ -234,6 +246,15 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
             "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.monotonic() - t_start, 1),
             "device": str(device), "world_size": world, "rank": rank, "changed": changed, "fresh": fresh}
+
+
+def _time_is_up(t_start: float, max_minutes: float, device: torch.device) -> bool:
+    """Rank 0's clock decides for every rank, so all stop at the same step (one that stopped alone
+    would leave the others waiting in DDP's all-reduce)."""
+    up = torch.tensor([time.monotonic() - t_start > 60 * max_minutes], dtype=torch.uint8, device=device)
+    if dist.is_initialized():
+        dist.broadcast(up, src=0)
+    return bool(up.item())
 
 
 def _plot_log(log_path: Path, png: Path) -> None:

@@ -231,10 +231,13 @@ def test_cli_generate_and_train(tmp_path, capsys, t2v_run):
 def test_torchrun_ddp_trains_one_model(tmp_path):
     import subprocess
     import sys
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "kinema", "train",
-           "autoencoder", "--preset", "tiny", "--out", str(tmp_path / "r"), "--max-steps", "4", "--json"]
+    # --standalone: rendezvous on a free port, so runs on one host (parallel CI jobs) never meet;
+    # --max-minutes: rank 0's clock is broadcast every step
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "kinema",
+           "train", "autoencoder", "--preset", "tiny", "--out", str(tmp_path / "r"), "--max-steps", "4",
+           "--max-minutes", "30", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[:4000] + "\n...\n" + proc.stderr[-2000:]
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and reports[0]["world_size"] == 2 and reports[0]["step"] == 4
     index = read_index(tmp_path / "r" / "model")
