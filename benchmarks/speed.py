@@ -10,7 +10,8 @@ All figures come from the same run, side by side (this machine is shared and noi
    text encoder -> sampling -> decode -> mp4 written), for one clip at the model's defaults
    (17 frames at 8 fps, 64x64, its default steps and sampler), after one warm-up; the median of
    --repeat runs, with the time split into sampling, decode and writing. Also for a batch of 8
-   prompts, and with `torch.compile` (the first compiled call, which compiles, is reported apart).
+   prompts, and compiled as `Pipeline.compile()` does it (inductor with frozen weights; the first
+   compiled call, which compiles, is reported apart).
 3. model FLOP utilisation (MFU): the transformer's FLOPs per call (counted by
    torch.utils.flop_counter on a real call) x calls, over the seconds spent in the transformer
    during sampling, over the peak of (1).
@@ -35,7 +36,7 @@ import torch
 from bf16_speed import gflops  # benchmarks/ is on the path when this script runs
 from torch.utils.flop_counter import FlopCounterMode
 
-from kinema.pipeline import load
+from kinema.pipeline import compile_for_inference, load
 from kinema.runtime import autocast, describe
 
 PROMPT = "a red circle moves to the right"
@@ -246,7 +247,7 @@ def main():
                   file=sys.stderr)
         if not args.skip_compile:
             eager = meter.model
-            meter.model = torch.compile(eager)
+            meter.model = compile_for_inference(eager)  # what Pipeline.compile() does
             t = generate_to_mp4(pipe, [PROMPT], folder)["total"]  # the first call compiles
             for name, prompts in (("one clip, compiled", [PROMPT]), ("batch of 8, compiled", BATCH_PROMPTS)):
                 row = measure_rtf(pipe, meter, prompts, args.repeat, folder)

@@ -261,3 +261,19 @@ def test_text_context_computed_once_gives_the_same_velocity():
     v = m(x, t, text, mask)
     assert torch.allclose(v, m(x, t, ctx), atol=1e-6)
     assert not torch.allclose(v, m(x, t, m.text_context(text.flip(0), mask)), atol=1e-3)
+
+
+@torch.no_grad()
+def test_compiled_for_inference_gives_the_eager_velocity_with_frozen_weights():
+    """Pipeline.compile's module: inductor with frozen weights, same velocity as eager (within bf16),
+    and the model's other attributes (config, text_context) reached through it."""
+    from kinema.pipeline import compile_for_inference
+    model = perturbed()
+    x, t, text, mask = inputs()
+    compiled = compile_for_inference(model)
+    assert compiled.config is model.config
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ctx = compiled.text_context(text, mask)
+        ref, out, other = model(x, t, ctx), compiled(x, t, ctx), compiled(x, t.flip(0), ctx)
+    assert (out.float() - ref.float()).abs().max() < 0.05 * ref.float().abs().max()
+    assert (other.float() - out.float()).abs().max() > 0.2 * ref.float().abs().max()  # a function of t
