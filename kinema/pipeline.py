@@ -117,7 +117,7 @@ class Pipeline:
 
     def compile(self) -> "Pipeline":
         """torch.compile the transformer for sampling (see `compile_for_inference`): every new latent
-        shape compiles once (~25 s on a 2-core CPU), then a one-clip sampling step runs ~2x faster
+        shape compiles once (~20 s on a 2-core CPU), then a one-clip sampling step runs ~2x faster
         (benchmarks/speed.py). Worth it for long videos and many clips, not for one. The weights are
         frozen into the compiled code: compile after any change to them."""
         self.transformer = compile_for_inference(self.transformer)
