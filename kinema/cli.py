@@ -65,8 +65,8 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the transformer first, weights frozen: ~20 s on 2 cores to compile, then "
-                        "steps ~2x faster (worth it for long videos)")
+                   help="torch.compile the transformer and the decoder first, weights frozen: ~20 s each on 2 "
+                        "cores to compile, then steps ~2x faster (worth it for long videos)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
     p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the result: evenly spaced frames "
@@ -210,8 +210,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the transformer first (~20 s a shape; "
-                                                          "then faster sampling of the N clips)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer and the decoder first "
+                                                          "(~40 s; then faster sampling of the N clips)")
     p.add_argument("--classifier", help="classifier folder or training run whose features and readings score "
                                         "the clips (default: kinema/assets/classifier, the one kinema ships)")
     p.add_argument("--i3d", metavar="PATH", help="also compute standard FVD with this local I3D TorchScript file "
