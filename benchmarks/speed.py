@@ -5,7 +5,8 @@
 
 All figures come from the same run, side by side (this machine is shared and noisy):
 
-1. peak: the best bf16 matmul throughput (2048 x 2048) of this machine, now: the denominator of MFU.
+1. peak: the best matmul throughput (2048 x 2048) of this machine, now, in the dtype kinema computes
+   in here (bf16 where it is fast, `kinema.runtime.bf16_fast`; else fp32): the denominator of MFU.
 2. real-time factor (RTF): seconds of video made per second of wall time, end to end (prompt ->
    text encoder -> sampling -> decode -> mp4 written), for one clip at the model's defaults
    (17 frames at 8 fps, 64x64, its default steps and sampler), after one warm-up; the median of
@@ -17,7 +18,7 @@ All figures come from the same run, side by side (this machine is shared and noi
    during sampling, over the peak of (1).
 4. diffusers: a `WanPipeline` with a `WanTransformer3DModel` and an `AutoencoderKLWan` of the same
    width, depth, heads, patch, latent channels and compression as the model (random weights; only
-   time matters), same frames, size, guidance and bf16, at the same number of transformer
+   time matters), same frames, size, guidance and dtype, at the same number of transformer
    evaluations (its Euler steps = kinema's Euler steps), timed in the same run, interleaved.
    Needs `pip install diffusers` (the `bench` extra); skipped with a note when it is missing.
 5. quality against steps: `kinema eval` figures (fvd with its floor, adherence with its real
@@ -37,8 +38,7 @@ from bf16_speed import gflops  # benchmarks/ is on the path when this script run
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.pipeline import load
-from kinema.runtime import compile_for_inference
-from kinema.runtime import autocast, describe
+from kinema.runtime import autocast, bf16_fast, compile_for_inference, describe
 
 PROMPT = "a red circle moves to the right"
 BATCH_PROMPTS = ["a red circle moves left", "a blue square moves right", "a green triangle moves up",
@@ -46,9 +46,14 @@ BATCH_PROMPTS = ["a red circle moves left", "a blue square moves right", "a gree
                  "a large red star grows", "a small blue circle moves down and to the left"]
 
 
-def matmul_peak(repeat: int = 10, n: int = 2048) -> float:
-    """Best bf16 matmul GFLOP/s of an n x n product on this machine (bf16_speed.py's timing)."""
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+def compute_dtype(device) -> torch.dtype:
+    """What kinema's matmuls run in on `device`: bf16 under autocast where bf16 is fast, else fp32."""
+    return torch.bfloat16 if bf16_fast(device) else torch.float32
+
+
+def matmul_peak(dtype: torch.dtype, repeat: int = 10, n: int = 2048) -> float:
+    """Best matmul GFLOP/s of an n x n product in `dtype` on this machine (bf16_speed.py's timing)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return gflops(lambda: a @ b, 2 * n ** 3, repeat)
 
 
@@ -143,7 +148,8 @@ def add_mfu(row: dict, flops: float, peak_gflops: float) -> dict:
 
 # ------------------------------------------------------------------ diffusers
 def wan_pipeline(pipe):
-    """A diffusers WanPipeline shaped like `pipe`'s model (random weights), in bf16, or None."""
+    """A diffusers WanPipeline shaped like `pipe`'s model (random weights) in the dtype kinema computes
+    in here, or None."""
     try:
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     except ImportError:
@@ -159,7 +165,7 @@ def wan_pipeline(pipe):
     wan = WanPipeline(tokenizer=None, text_encoder=None, vae=vae, transformer=transformer,
                       scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0))
     wan.set_progress_bar_config(disable=True)
-    return wan.to(torch.bfloat16)
+    return wan.to(compute_dtype(pipe.device))
 
 
 def wan_generate(wan, text_states, d: dict, steps: int, guidance: float, folder: Path) -> float:
@@ -167,7 +173,7 @@ def wan_generate(wan, text_states, d: dict, steps: int, guidance: float, folder:
     encoder gives them) to an mp4 written with kinema's writer."""
     from kinema.video import Video
     t0 = time.perf_counter()
-    states, neg = (s.to(torch.bfloat16) for s in text_states)
+    states, neg = (s.to(wan.transformer.dtype) for s in text_states)
     frames = wan(prompt_embeds=states, negative_prompt_embeds=neg, height=d["height"], width=d["width"],
                  num_frames=d["frames"], num_inference_steps=steps, guidance_scale=guidance, output_type="np").frames
     Video((frames[0] * 255).round().astype("uint8"), d["fps"]).save(folder / "wan.mp4")
@@ -194,7 +200,8 @@ def compare_diffusers(pipe, meter, repeat: int, folder: Path, steps: int) -> dic
         theirs.append(wan_generate(wan, text, d, steps, guidance, folder))
     k, w = statistics.median(ours), statistics.median(theirs)
     return {"steps": steps, "solver": "euler (kinema) / FlowMatchEulerDiscreteScheduler (diffusers)",
-            "guidance": guidance, "frames": d["frames"], "size": f"{d['height']}x{d['width']}", "dtype": "bfloat16",
+            "guidance": guidance, "frames": d["frames"], "size": f"{d['height']}x{d['width']}",
+            "dtype": str(compute_dtype(pipe.device)).split(".")[1],
             "parameters": params, "kinema_seconds": round(k, 4), "diffusers_seconds": round(w, 4),
             "speedup": round(w / k, 2), "all_kinema": [round(x, 4) for x in ours],
             "all_diffusers": [round(x, 4) for x in theirs]}
@@ -235,8 +242,10 @@ def main():
     d = pipe.defaults
     result = {"date": time.strftime("%Y-%m-%d"), "machine": describe(), "torch": torch.__version__,
               "model": args.model or "shipped default", "defaults": d}
-    result["matmul_peak_gflops"] = round(matmul_peak(), 1)
-    print(f"bf16 matmul peak: {result['matmul_peak_gflops']} GFLOP/s", file=sys.stderr)
+    dtype = compute_dtype(pipe.device)
+    result["compute_dtype"] = str(dtype).split(".")[1]
+    result["matmul_peak_gflops"] = round(matmul_peak(dtype), 1)
+    print(f"{result['compute_dtype']} matmul peak: {result['matmul_peak_gflops']} GFLOP/s", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         rows = {}
@@ -278,8 +287,8 @@ def markdown(r: dict, command: str) -> str:
            f"`{command}` on {m['device_name']} ({m['cpu_count']} cores, {m['threads']} threads, "
            f"{m['cpu_capability']}, bf16 {m['bf16']}), torch {r['torch']}; model: {r['model']} "
            f"({d['frames']} frames at {d['fps']:g} fps, {d['height']}x{d['width']}, {d['steps']} steps, guidance "
-           f"{d['guidance']:g}). All figures from this one run; bf16 matmul peak measured in it: "
-           f"**{r['matmul_peak_gflops']:.0f} GFLOP/s**.", "",
+           f"{d['guidance']:g}). All figures from this one run; {r.get('compute_dtype', 'bfloat16')} matmul peak "
+           f"(what kinema computes in here) measured in it: **{r['matmul_peak_gflops']:.0f} GFLOP/s**.", "",
            "| case | wall s | RTF (video s / wall s) | transformer / other sampling / decode / mp4 s | "
            "transformer calls | GFLOP/s | MFU |", "|---|---|---|---|---|---|---|"]
     for name, g in r["generation"].items():

@@ -109,10 +109,12 @@ def save_model(folder: str | Path, components: dict[str, tuple[torch.nn.Module, 
     return folder
 
 
-def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16,
+                 defaults: dict | None = None) -> Path:
     """A lean copy of the model folder `src` to ship or share: its components with floating-point
-    weights stored in `dtype` (they load back into float32 modules), no training state; `dst` is
-    written atomically and must be absent or empty."""
+    weights stored in `dtype` (they load back into float32 modules), no training state, and its
+    sampling defaults updated by `defaults` (e.g. {"steps": 8}); `dst` is written atomically and
+    must be absent or empty. The defaults are checked by the Pipeline that first loads the copy."""
     src, dst = Path(src), Path(dst)
     index = read_index(src)
     with atomic_path(dst, folder=True) as tmp:
@@ -123,7 +125,8 @@ def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.fl
             _write_json(tmp / name / "config.json", config)
             save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
                       str(tmp / name / "model.safetensors"))
-        _write_json(tmp / INDEX, {**index, "exported_dtype": str(dtype).removeprefix("torch.")})
+        _write_json(tmp / INDEX, {**index, "defaults": {**index.get("defaults", {}), **(defaults or {})},
+                                  "exported_dtype": str(dtype).removeprefix("torch.")})
     return dst
 
 

@@ -59,10 +59,27 @@ def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
                         f"(fit, black bars) or stretch (default: crop)")
 
 
+def _interval(text: str) -> tuple[float, float]:
+    """--guidance-interval LO,HI as two floats (the pipeline checks their range)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two times LO,HI such as 0,0.75, got {text!r}") from None
+    return lo, hi
+
+
+def _guidance_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
+    p.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
+                   help="apply guidance only at noise levels t in [LO, HI] (t = 1 is pure noise), the "
+                        "conditional model alone elsewhere, which is also faster; e.g. 0,0.75 (default: the "
+                        "model's)")
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
+    _guidance_flags(p)
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the transformer and the decoder first, weights frozen: ~20 s each on 2 "
@@ -180,6 +197,9 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="the new model folder (must not exist, or be empty)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                    help="storage type of floating-point weights (default: float16, half the size of float32)")
+    g = p.add_argument_group("sampling defaults of the copy (what generate and eval use when not told)")
+    g.add_argument("--steps", type=int, help="default sampling steps (default: the source's)")
+    _guidance_flags(g)
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     _common(p)
     p.set_defaults(func=cmd_export)
@@ -209,7 +229,7 @@ def build_parser() -> Parser:
                    help="held-out clips, or held-out colour/shape compositions (default: heldout)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    _guidance_flags(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer and the decoder first "
                                                           "(~40 s; then faster sampling of the N clips)")
     p.add_argument("--classifier", help="classifier folder or training run whose features and readings score "
@@ -278,7 +298,7 @@ def cmd_info(args) -> None:
 
 
 def _sampling(args, *names) -> dict:
-    keys = ("steps", "guidance", "sampler", "seed", *names)
+    keys = ("steps", "guidance", "guidance_interval", "sampler", "seed", *names)
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -366,9 +386,10 @@ def cmd_export(args) -> None:
 
     from .checkpoint import export_model
     from .pipeline import model_folder
-    out = export_model(model_folder(args.model), args.out, getattr(torch, args.dtype))
+    defaults = {k: getattr(args, k) for k in ("steps", "guidance", "guidance_interval") if getattr(args, k) is not None}
+    out = export_model(model_folder(args.model), args.out, getattr(torch, args.dtype), defaults)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size},
+    _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size, "defaults": defaults},
           [f"wrote {out} ({size / 2 ** 20:.1f} MB, {args.dtype} weights)"])
 
 
@@ -405,7 +426,7 @@ def cmd_eval(args) -> None:
     if args.compile:
         pipe.compile()
     result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=classifier,
-                      i3d=i3d, steps=args.steps, guidance=args.guidance)
+                      i3d=i3d, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval)
     result = {"model": args.model or "shipped default", **result}
     if args.json:
         write_json(result, args.json)

@@ -54,6 +54,7 @@ class TrainConfig:
     condition_masks: dict = field(default_factory=dict)
     sample_steps: int = 16
     sample_guidance: float = 4.0
+    sample_guidance_interval: tuple = (0.0, 1.0)  # noise levels t where guidance applies (Pipeline defaults)
     # bookkeeping
     log_every: int = 10
     sample_every: int = 500
@@ -70,8 +71,9 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}")
         d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for key in ("betas", "sample_guidance_interval"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def override(self, assignments: list[str]) -> "TrainConfig":
@@ -141,6 +143,7 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         shapes="17x64x64,17x48x80,17x64x64,17x80x48,33x64x64",
         batch_size=16, lr=2e-4, warmup_steps=200, max_steps=16_000, ema_decay=0.999, latent_cache=8000,
         motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS), sample_steps=8,
+        sample_guidance=3.0, sample_guidance_interval=(0.0, 0.75),  # docs/MODEL_CARD.md: guidance sweep
         log_every=10, sample_every=2000, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
         "classifier", model={"widths": [16, 32, 64], "groups": 4},

@@ -60,7 +60,8 @@ def check_num(num: int) -> int:
 
 
 def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classifier=None, i3d=None,
-             steps: int | None = None, guidance: float | None = None, batch: int = 16, progress: bool = True) -> dict:
+             steps: int | None = None, guidance: float | None = None, guidance_interval: tuple | None = None,
+             batch: int = 16, progress: bool = True) -> dict:
     """All figures for `pipe` (a Pipeline, or None to score only real-vs-real) as one dict, and
     the clips (for the report) under the "_clips" key."""
     check_num(num)
@@ -79,7 +80,8 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
         for i in tqdm(range(0, num, batch), desc="generating", unit="batch", disable=not progress):
             caps = [c.caption for c in real[i: i + batch]]
             seeds = [seed * 1_000_003 + j for j in range(i, i + len(caps))]  # clip j's noise: its own seed
-            generated += pipe.generate(caps, steps=steps, guidance=guidance, seed=seeds, progress=False)
+            generated += pipe.generate(caps, steps=steps, guidance=guidance, guidance_interval=guidance_interval,
+                                       seed=seeds, progress=False)
         timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()

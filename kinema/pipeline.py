@@ -69,7 +69,7 @@ class Pipeline:
                  defaults: dict | None = None, device: torch.device | None = None):
         self.autoencoder, self.transformer, self.text_encoder = autoencoder, transformer, text_encoder
         self.defaults = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
-                         **(defaults or {})}
+                         "guidance_interval": [0.0, 1.0], **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
         self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
 
@@ -97,7 +97,7 @@ class Pipeline:
         return self
 
     # -- settings shared by every mode
-    def _settings(self, frames, height, width, fps, steps, guidance, sampler) -> dict:
+    def _settings(self, frames, height, width, fps, steps, guidance, sampler, interval=None) -> dict:
         d = self.defaults
         frames = check_frames(frames if frames is not None else d["frames"])
         stride = SPATIAL * self.transformer.config.patch
@@ -112,8 +112,11 @@ class Pipeline:
             raise InputError(f"guidance must be between 0 and 30, got {guidance}")
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
+        interval = tuple(float(v) for v in (interval if interval is not None else d["guidance_interval"]))
+        if len(interval) != 2 or not 0.0 <= interval[0] <= interval[1] <= 1.0:
+            raise InputError(f"the guidance interval must be two times LO,HI with 0 <= LO <= HI <= 1, got {interval}")
         return {"frames": frames, "height": height, "width": width, "fps": fps, "steps": steps,
-                "guidance": guidance, "sampler": sampler}
+                "guidance": guidance, "sampler": sampler, "guidance_interval": interval}
 
     def _noise(self, B: int, shape: tuple, seed) -> torch.Tensor:
         if isinstance(seed, (list, tuple)):
@@ -149,18 +152,19 @@ class Pipeline:
         if start < 1.0:  # start part-way (video-to-video): the schedule's times below `start`
             ts = torch.cat([ts.new_tensor([start]), ts[ts < start]])
 
-        context = []  # the text's keys and values: the same at every step, so computed at the first
+        context = {}  # the text's keys and values: the same at every step, so computed at the first
 
         def model_fn(x, t, c):
-            n = x.shape[0] // B  # 2 under classifier-free guidance
+            n = x.shape[0] // B  # 2 for a guided call (conditional + unconditional), else 1
             cl = None if clean is None else clean.repeat(n, 1, 1, 1)
             with autocast(self.device):
-                if not context:
-                    context.append(self.transformer.text_context(*c))
-                v = self.transformer(x, t.expand(x.shape[0], x.shape[2]), context[0], clean=cl).float()
+                if n not in context:
+                    context[n] = self.transformer.text_context(*c)
+                v = self.transformer(x, t.expand(x.shape[0], x.shape[2]), context[n], clean=cl).float()
             return v if keep is None else v.masked_fill(keep.repeat(n, 1, 1, 1, 1), 0.0)
 
-        return SAMPLERS[s["sampler"]](cfg(model_fn, cond, uncond, s["guidance"]), x, ts, progress=progress)
+        guided = cfg(model_fn, cond, uncond, s["guidance"], s["guidance_interval"])
+        return SAMPLERS[s["sampler"]](guided, x, ts, progress=progress)
 
     @torch.no_grad()
     def _decode(self, z: torch.Tensor, fps: float) -> list[Video]:
@@ -256,9 +260,9 @@ class Pipeline:
                  guidance: float | None = None, seed: int | list[int] = 0, sampler: str = "heun",
                  shift: float | None = None, image: Video | None = None, last_image: Video | None = None,
                  keyframes: dict[int, Video] | None = None, fit: str = "crop", seconds: float | None = None,
-                 progress: bool = True):
+                 guidance_interval: tuple[float, float] | None = None, progress: bool = True):
         """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
-        classifier-free guidance; `shift` defaults to one that grows with the token count. `seed`
+        classifier-free guidance, which applies at times t in `guidance_interval` (LO, HI) only; `shift` defaults to one that grows with the token count. `seed`
         seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
         a clip does not depend on what it is batched with).
 
@@ -268,11 +272,12 @@ class Pipeline:
 
         `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
         then `extend` for the rest; keyframes past the first window are refused."""
-        s = self._settings(frames, height, width, fps, steps, guidance, sampler)
+        s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
         if seconds is not None:
             if not isinstance(prompt, str) or not 0 < seconds <= MAX_SECONDS:
                 raise InputError(f"a long video takes one prompt and seconds in (0, {MAX_SECONDS}], got {seconds}")
-            common = {"steps": s["steps"], "guidance": s["guidance"], "sampler": sampler, "shift": shift}
+            common = {"steps": s["steps"], "guidance": s["guidance"], "sampler": sampler, "shift": shift,
+                      "guidance_interval": s["guidance_interval"]}
             first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
                                   width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
                                   keyframes=keyframes, fit=fit, progress=False, **common)
@@ -298,14 +303,15 @@ class Pipeline:
     def extend(self, video: Video, prompt: str, seconds: float, *, context: int = 2, frames: int | None = None,
                height: int | None = None, width: int | None = None, fps: float | None = None,
                steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
-               shift: float | None = None, fit: str = "crop", clock: float = 0.0, progress: bool = True) -> Video:
+               shift: float | None = None, fit: str = "crop", clock: float = 0.0,
+               guidance_interval: tuple[float, float] | None = None, progress: bool = True) -> Video:
         """The video (fitted to the model's size and fps) followed by `seconds` more, generated
         window by window: each window of `frames` frames is conditioned on the last
         1 + 4 (context - 1) frames so far (re-encoded: `context` latent frames) and adds the rest.
         Only one window is ever in the model, so memory stays flat with length. `prompt` may be a
         schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
         new part, plus `clock`): each window follows the prompt in force where it starts."""
-        s = self._settings(frames, height, width, fps, steps, guidance, sampler)
+        s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
         if not 0 < seconds <= MAX_SECONDS:
             raise InputError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
         T_lat = 1 + (s["frames"] - 1) // TEMPORAL
@@ -348,7 +354,8 @@ class Pipeline:
     @torch.no_grad()
     def edit(self, video: Video, prompt: str, *, strength: float | None = None, mask: Video | None = None,
              steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
-             shift: float | None = None, fit: str = "crop", progress: bool = True) -> Video:
+             shift: float | None = None, fit: str = "crop", guidance_interval: tuple[float, float] | None = None,
+             progress: bool = True) -> Video:
         """Video-to-video with a new prompt. The source (fitted to the model's size and fps, its first
         4k+1 frames, at most MAX_EDIT_FRAMES) is encoded, noised to `strength` and denoised
         (SDEdit, Meng et al. 2022): strength 0 returns the source, 1 ignores it (default 0.6).
@@ -360,7 +367,7 @@ class Pipeline:
         strength = (1.0 if mask is not None else 0.6) if strength is None else float(strength)
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"strength must be between 0 and 1, got {strength}")
-        s = self._settings(None, None, None, None, steps, guidance, sampler)
+        s = self._settings(None, None, None, None, steps, guidance, sampler, guidance_interval)
         self.windows = 0
         src = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit))
         n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)

@@ -233,7 +233,8 @@ class TransformerTask:
         c = self.cfg
         return {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
                                                        "fps": c.fps, "steps": c.sample_steps,
-                                                       "guidance": c.sample_guidance},
+                                                       "guidance": c.sample_guidance,
+                                                       "guidance_interval": list(c.sample_guidance_interval)},
                 "trained_shapes": [shape_name(sh) for sh in self.sources]}
 
 

@@ -167,6 +167,15 @@ def test_cfg_batches_cond_and_uncond_into_one_call():
     calls.clear()
     torch.testing.assert_close(cfg(model_fn, cond, uncond, 1.0)(x, t), v_c)
     assert calls == [2]  # guidance 1: no unconditional pass
+    # a guidance interval: guided inside it (ends included), the conditional pass alone outside
+    limited = cfg(model_fn, cond, uncond, 4.0, interval=(0.2, 0.7))
+    calls.clear()
+    torch.testing.assert_close(limited(x, t), v_u + 4.0 * (v_c - v_u))
+    assert calls == [4]
+    for outside in (0.9, 0.1):
+        calls.clear()
+        torch.testing.assert_close(limited(x, torch.tensor(outside)), model_fn(x, torch.tensor(outside), cond))
+        assert calls == [2, 2]  # the sampler's call on B samples (and the reference's)
 
 
 def test_ema_tracks_a_changing_parameter():

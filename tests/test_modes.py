@@ -215,12 +215,38 @@ def test_cli_modes(tmp_path, capsys, run, clip):
            ["edit", str(tmp_path / "src.mp4"), "--prompt", "x", "--strength", "2"],
            ["extend", str(tmp_path / "src.mp4"), "--seconds", "1000"],
            ["extend", str(tmp_path / "missing.mp4"), "--seconds", "1"],
-           ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "empty.mp4")]]
+           ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "empty.mp4")],
+           ["generate", "x", "--guidance-interval", "0.9,0.1"], ["generate", "x", "--guidance-interval", "half"]]
     (tmp_path / "empty.mp4").write_bytes(b"")
     for case in bad:
-        assert main([*case, "--model", str(run), "--out", str(tmp_path / "bad.mp4")]) == 2, case
+        try:
+            code = main([*case, "--model", str(run), "--out", str(tmp_path / "bad.mp4")])
+        except SystemExit as e:  # argparse's usage errors exit from inside the parser
+            code = e.code
+        assert code == 2, case
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, (case, err)
+
+
+def test_guidance_interval_guides_only_inside_it(pipe):
+    """Guidance applies at times in the interval only: one that holds none of the sampler's times
+    gives exactly the unguided video; the model's default interval is used when none is given."""
+    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    unguided = pipe.generate("a red ball", guidance=1.0, **kw).frames
+    guided = pipe.generate("a red ball", guidance=6.0, **kw).frames
+    assert not np.array_equal(guided, unguided)
+    assert np.array_equal(pipe.generate("a red ball", guidance=6.0, guidance_interval=(0, 0), **kw).frames, unguided)
+    part = pipe.generate("a red ball", guidance=6.0, guidance_interval=(0, 0.5), **kw).frames
+    assert not np.array_equal(part, unguided) and not np.array_equal(part, guided)
+    saved = pipe.defaults["guidance_interval"]
+    try:
+        pipe.defaults["guidance_interval"] = [0.0, 0.5]
+        assert np.array_equal(pipe.generate("a red ball", guidance=6.0, **kw).frames, part)
+    finally:
+        pipe.defaults["guidance_interval"] = saved
+    for bad in [(0.5, 0.2), (0, 2), (0.1,)]:
+        with pytest.raises(InputError, match="guidance interval"):
+            pipe.generate("a red ball", guidance_interval=bad, **kw)
 
 
 def test_a_compiled_pipeline_makes_the_eager_video(run, clip):

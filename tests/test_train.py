@@ -297,6 +297,17 @@ def test_export_writes_a_lean_half_precision_model_that_generates_the_same(tmp_p
     assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 2.0  # float16 rounding only
     assert main(["export", str(t2v_run), "--out", str(lean)]) == 2  # never over an existing model
     assert "error: " in capsys.readouterr().err
+    # the copy's sampling defaults can be set: what generate uses when not told
+    tuned = tmp_path / "tuned"
+    assert main(["export", str(t2v_run), "--out", str(tuned), "--steps", "3", "--guidance", "2.5",
+                 "--guidance-interval", "0,0.5"]) == 0
+    pipe = load(tuned)
+    assert pipe.defaults["steps"] == 3 and pipe.defaults["guidance"] == 2.5
+    assert pipe.defaults["guidance_interval"] == [0.0, 0.5]
+    told = load(t2v_run).generate("a red circle moves left", guidance=2.5, guidance_interval=(0, 0.5), **kw)
+    assert np.array_equal(pipe.generate("a red circle moves left", **{**kw, "steps": None}).frames,
+                          load(tuned).generate("a red circle moves left", **kw).frames)
+    assert np.abs(told.frames.astype(int) - pipe.generate("a red circle moves left", **kw).frames.astype(int)).mean() < 2.0
 
 
 def test_generate_writes_a_contact_sheet_and_refuses_other_sheet_types(tmp_path, capsys, t2v_run):

@@ -88,19 +88,25 @@ def _cat_batch(a, b):
     return torch.cat([_pad_to(a, shape), _pad_to(b, shape)])
 
 
-def cfg(model_fn: Callable, cond, uncond, guidance: float) -> ModelFn:
+def cfg(model_fn: Callable, cond, uncond, guidance: float, interval: tuple[float, float] = (0.0, 1.0)) -> ModelFn:
     """Classifier-free guidance (Ho & Salimans 2022): v = v_uncond + g (v_cond - v_uncond).
 
     `model_fn(x, t, c) -> v` takes conditioning `c` (a tensor or a tuple of tensors with the
     batch first, e.g. (text_states, text_mask)); `cond` and `uncond` (e.g. the encoded prompt
     and the encoded "") are concatenated along the batch, zero-padding other dims (a shorter
     text is padded with masked-out tokens), so both passes are ONE model call on 2B samples.
-    guidance == 1 skips the unconditional pass. Returns `fn(x, t)` for the samplers."""
+    guidance == 1 skips the unconditional pass. Guidance applies only at times t with
+    interval[0] <= t <= interval[1] (Kynkaanniemi et al. 2024, "Applying guidance in a limited
+    interval"); outside it the conditional velocity alone is used, in a call on B samples.
+    Returns `fn(x, t)` for the samplers."""
     if guidance == 1.0:
         return lambda x, t: model_fn(x, t, cond)
     both = _cat_batch(cond, uncond)
+    lo, hi = interval
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not lo <= float(t) <= hi:
+            return model_fn(x, t, cond)
         v_cond, v_uncond = model_fn(torch.cat([x, x]), t, both).chunk(2)
         return v_uncond + guidance * (v_cond - v_uncond)
 
