@@ -1,7 +1,9 @@
 """How fast kinema generates, and what fewer steps cost in quality: one command, one run.
 
-    python benchmarks/speed.py [--model DIR] [--num 256] [--repeat 5] [--json docs/speed.json] \
-        [--markdown docs/BENCHMARKS.md]
+    python benchmarks/speed.py [--model DIR] [--num 256] [--repeat 5] [--json docs/speed_MACHINE.json] \
+        [--markdown docs/BENCHMARKS_MACHINE.md] [--skip-quality] [--skip-compile]
+
+docs/BENCHMARKS.md indexes one page per machine (AVX512-BF16, AVX2).
 
 All figures come from the same run, side by side (this machine is shared and noisy):
 
@@ -234,7 +236,7 @@ def main():
     ap.add_argument("--skip-quality", action="store_true", help="timings only")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile figures")
     ap.add_argument("--json", default=None, help="write every figure to this file")
-    ap.add_argument("--markdown", default=None, help="write the figures as a Markdown page (docs/BENCHMARKS.md)")
+    ap.add_argument("--markdown", default=None, help="write the figures as a Markdown page (docs/BENCHMARKS_MACHINE.md)")
     args = ap.parse_args()
 
     pipe = load(args.model)
@@ -281,7 +283,7 @@ def main():
 
 
 def markdown(r: dict, command: str) -> str:
-    """The figures as the Markdown page docs/BENCHMARKS.md is."""
+    """The figures as a Markdown page (docs/BENCHMARKS_avx2.md is one)."""
     m, d = r["machine"], r["defaults"]
     out = [f"# Generation speed ({r['date']})", "",
            f"`{command}` on {m['device_name']} ({m['cpu_count']} cores, {m['threads']} threads, "

@@ -45,16 +45,20 @@ def main():
     ap.add_argument("--seeds", type=int, default=2, help="clips per prompt")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
+    ap.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                    help="noise levels t where guidance applies (default: the model's)")
     ap.add_argument("--grid", default=None, help="write a PNG grid of prompts of every colour, shape and motion")
     args = ap.parse_args()
     pipe = load(args.model)
+    kw = {"steps": args.steps, "guidance": args.guidance,
+          "guidance_interval": tuple(map(float, args.guidance_interval.split(","))) if args.guidance_interval else None}
     cases = CASES
     prompts = [prompt(c, s, d) for c, s, d in cases]
     t0 = time.perf_counter()
     gen, real = ({k: 0 for k in ("color", "shape", "direction", "all", "travel")} for _ in range(2))
     n = 0
     for seed in range(args.seeds):
-        videos = pipe.generate(prompts, steps=args.steps, guidance=args.guidance, seed=seed, progress=False)
+        videos = pipe.generate(prompts, seed=seed, progress=False, **kw)
         for (c, s, d), v in zip(cases, videos):
             frames = render(real_scene(c, s, d, n), np.random.default_rng(n), v.num_frames, v.height, v.width, v.fps)
             for tally, clip in ((gen, v.frames), (real, frames)):
@@ -68,6 +72,8 @@ def main():
                     tally["travel"] += r["travel"][0] * ux + r["travel"][1] * uy
             n += 1
     result = {"benchmark": "t2v_adherence", "model": args.model, "clips": n, "steps": args.steps or pipe.defaults["steps"],
+              "guidance": args.guidance or pipe.defaults["guidance"],
+              "guidance_interval": list(kw["guidance_interval"] or pipe.defaults["guidance_interval"]),
               "generated": {k: round(v / n, 3) for k, v in gen.items()},
               "real_ceiling": {k: round(v / n, 3) for k, v in real.items()},
               "chance": {"color": round(1 / len(COLORS), 3), "shape": round(1 / len(SHAPES), 3),
@@ -80,7 +86,7 @@ def main():
     print(json.dumps(result))
     if args.grid:
         grid = [grid_prompt(i, m) for i, m in enumerate(MOTIONS)]
-        videos = pipe.generate(grid, steps=args.steps, guidance=args.guidance, seed=0, progress=False)
+        videos = pipe.generate(grid, seed=0, progress=False, **kw)
         Video(contact_sheet(videos, grid)).save(args.grid)
         print(f"wrote {args.grid}")
 

@@ -68,12 +68,11 @@ def _interval(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _guidance_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (default: the model's)")
+def _guidance_flags(p, default: str = "the model's") -> None:
+    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale; 1 disables it (default: {default})")
     p.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
                    help="apply guidance only at noise levels t in [LO, HI] (t = 1 is pure noise), the "
-                        "conditional model alone elsewhere, which is also faster; e.g. 0,0.75 (default: the "
-                        "model's)")
+                        f"conditional model alone elsewhere, which is also faster; e.g. 0,0.75 (default: {default})")
 
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
@@ -82,8 +81,8 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     _guidance_flags(p)
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the transformer and the decoder first, weights frozen: ~20 s each on 2 "
-                        "cores to compile, then steps ~2x faster (worth it for long videos)")
+                   help="torch.compile the transformer and the decoder first, weights frozen: 20-60 s on 2 "
+                        "cores to compile, then steps 1.3-2x faster (worth it for long videos)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
     p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the result: evenly spaced frames "
@@ -199,7 +198,7 @@ def build_parser() -> Parser:
                    help="storage type of floating-point weights (default: float16, half the size of float32)")
     g = p.add_argument_group("sampling defaults of the copy (what generate and eval use when not told)")
     g.add_argument("--steps", type=int, help="default sampling steps (default: the source's)")
-    _guidance_flags(g)
+    _guidance_flags(g, "the source's")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     _common(p)
     p.set_defaults(func=cmd_export)
@@ -232,6 +231,9 @@ def build_parser() -> Parser:
     _guidance_flags(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer and the decoder first "
                                                           "(~40 s; then faster sampling of the N clips)")
+    p.add_argument("--roundtrip", action="store_true",
+                   help="also score the autoencoder's reconstructions of the real clips (fvd_roundtrip, "
+                        "adherence_roundtrip): the best a perfect transformer could do through this autoencoder")
     p.add_argument("--classifier", help="classifier folder or training run whose features and readings score "
                                         "the clips (default: kinema/assets/classifier, the one kinema ships)")
     p.add_argument("--i3d", metavar="PATH", help="also compute standard FVD with this local I3D TorchScript file "
@@ -426,7 +428,7 @@ def cmd_eval(args) -> None:
     if args.compile:
         pipe.compile()
     result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=classifier,
-                      i3d=i3d, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval)
+                      i3d=i3d, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval, roundtrip=args.roundtrip)
     result = {"model": args.model or "shipped default", **result}
     if args.json:
         write_json(result, args.json)
@@ -437,6 +439,9 @@ def cmd_eval(args) -> None:
     print("adherence " + ", ".join(f"{k} {v:.0%} (real {result['adherence_real'][k]:.0%})"
                                    for k, v in result["adherence"].items()))
     print("temporal " + ", ".join(f"{k} {v} (real {result['temporal_real'][k]})" for k, v in result["temporal"].items()))
+    if "fvd_roundtrip" in result:
+        print(f"autoencoder round trip (a perfect transformer's ceiling): fvd {result['fvd_roundtrip']:.2f}; adherence "
+              + ", ".join(f"{k} {v:.0%}" for k, v in result["adherence_roundtrip"].items()))
     for what, path in (("json", args.json), ("report", args.report)):
         if path:
             print(f"wrote {what}: {path}")

@@ -143,7 +143,6 @@ PRESETS: dict[tuple[str, str], TrainConfig] = {
         shapes="17x64x64,17x48x80,17x64x64,17x80x48,33x64x64",
         batch_size=16, lr=2e-4, warmup_steps=200, max_steps=16_000, ema_decay=0.999, latent_cache=8000,
         motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS), sample_steps=8,
-        sample_guidance=3.0, sample_guidance_interval=(0.0, 0.75),  # docs/MODEL_CARD.md: guidance sweep
         log_every=10, sample_every=2000, checkpoint_every=100),
     ("classifier", "tiny"): TrainConfig(
         "classifier", model={"widths": [16, 32, 64], "groups": 4},

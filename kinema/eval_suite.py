@@ -3,11 +3,14 @@
     generated  = model(captions of real clips 0..N-1)
     real       = clips 0..N-1 of the split           (the captions' own clips: adherence truth)
     real_other = clips N..2N-1 of the split          (the reference set of every distance)
+    roundtrip  = the autoencoder's reconstructions of `real` (with roundtrip=True)
 
 `fvd` = FD(generated, real_other) and `fvd_floor` = FD(real, real_other): both compare a set
 made from the captions of clips 0..N-1 with an independent real set, so a perfect model scores
 the floor (up to noise). Comparing generated with `real` instead would pair clips that share
-their attributes and let a perfect model score below the floor.
+their attributes and let a perfect model score below the floor. `fvd_roundtrip` and
+`adherence_roundtrip` score the autoencoder's reconstructions of the real clips the same way:
+the best a perfect transformer could do through this autoencoder.
 
 Every figure is computed on classifier features (kinema.models.classifier), so no download is
 needed; `i3d` adds the standard FVD when the user has an I3D TorchScript file. See metrics.py
@@ -61,7 +64,7 @@ def check_num(num: int) -> int:
 
 def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classifier=None, i3d=None,
              steps: int | None = None, guidance: float | None = None, guidance_interval: tuple | None = None,
-             batch: int = 16, progress: bool = True) -> dict:
+             roundtrip: bool = False, batch: int = 16, progress: bool = True) -> dict:
     """All figures for `pipe` (a Pipeline, or None to score only real-vs-real) as one dict, and
     the clips (for the report) under the "_clips" key."""
     check_num(num)
@@ -88,6 +91,10 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
     sets = {"real": [c.video for c in real], "real_other": [c.video for c in other]}
     if generated:
         sets["generated"] = generated
+    if roundtrip and pipe is not None:
+        t = time.perf_counter()
+        sets["roundtrip"] = pipe.roundtrip(sets["real"], batch=batch)
+        timings["roundtrip"] = time.perf_counter() - t
     feats = {k: classifier_features(classifier, v) for k, v in sets.items()}  # (clip (N, D), frames (N, T, D))
     read = {k: readings(classifier, v) for k, v in sets.items()}
     timings["classifier"] = time.perf_counter() - t
@@ -107,6 +114,9 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
         result["fd_frames"] = round(metrics.features_fd(frame_f["generated"], frame_f["real_other"]), 4)
         result["adherence"] = adherence(read["generated"], truth)
         result["temporal"] = metrics.temporal_report([v.frames for v in generated], list(feats["generated"][1]))
+    if "roundtrip" in sets:
+        result["fvd_roundtrip"] = round(metrics.features_fd(clip_f["roundtrip"], clip_f["real_other"]), 4)
+        result["adherence_roundtrip"] = adherence(read["roundtrip"], truth)
     result["fd_frames_floor"] = round(metrics.features_fd(frame_f["real"], frame_f["real_other"]), 4)
     timings["metrics"] = time.perf_counter() - t
     if i3d is not None:

@@ -181,6 +181,18 @@ class Pipeline:
         with autocast(self.device):
             return self.autoencoder.encode(x).float()
 
+    @torch.no_grad()
+    def roundtrip(self, videos: list[Video], batch: int = 16) -> list[Video]:
+        """The autoencoder's reconstructions decode(encode(v)) of videos of the model's size: what a
+        perfect transformer would give through this autoencoder (`kinema eval --roundtrip`)."""
+        out = []
+        for i in range(0, len(videos), batch):
+            x = torch.stack([v.to_tensor() for v in videos[i: i + batch]]).to(self.device)
+            with autocast(self.device):
+                z = self.autoencoder.encode(x).float()
+            out += self._decode(z, videos[i].fps)
+        return out
+
     def _no_tokens(self, latents: torch.Tensor) -> torch.Tensor:
         """An all-False token mask (1, T, h, w) for latents (1, C, T, H, W)."""
         p = self.transformer.config.patch

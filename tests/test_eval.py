@@ -39,7 +39,7 @@ def test_classifier_training_reports_accuracy_on_both_held_out_splits(runs):
 def test_eval_writes_every_figure_and_a_report(runs, tmp_path, capsys):
     report, out = tmp_path / "report", tmp_path / "eval.json"
     code = main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", "4",
-                 "--steps", "2", "--json", str(out), "--report", str(report)])
+                 "--steps", "2", "--json", str(out), "--report", str(report), "--roundtrip"])
     assert code == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
     for key in ("fvd", "fvd_std", "fvd_floor", "fvd_floor_std", "fd_frames", "fd_frames_floor", "adherence",
@@ -48,6 +48,12 @@ def test_eval_writes_every_figure_and_a_report(runs, tmp_path, capsys):
     assert set(result["adherence"]) >= {"colors", "shapes", "motions", "camera"}
     assert set(result["temporal"]) >= {"flicker", "smoothness", "dynamic_degree", "subject_consistency"}
     assert result["num"] == 4
+    # the round trip: the tiny autoencoder's own reconstructions, scored like generated clips
+    pipe, real = load(runs / "t2v"), SyntheticClips("heldout", 0, 5, 32, 32, 8.0)[0].video
+    [rt] = pipe.roundtrip([real])
+    z = pipe.encode(real, 32, 32)
+    assert np.array_equal(rt.frames, pipe._decode(z, 8.0)[0].frames)
+    assert result["fvd_roundtrip"] > 0 and set(result["adherence_roundtrip"]) == set(result["adherence"])
     page = (report / "index.html").read_text()
     assert "fvd_floor" in page and (report / "generated.png").is_file() and (report / "real.png").is_file()
 
@@ -64,6 +70,9 @@ class CopyingModel:
     def generate(self, captions, **_):
         return [self.by_caption[c] for c in captions]
 
+    def roundtrip(self, videos, **_):  # a lossless autoencoder
+        return list(videos)
+
 
 def test_a_perfect_model_scores_the_floor_and_runs_are_deterministic(runs):
     clf = load_classifier(runs / "clf")
@@ -72,6 +81,9 @@ def test_a_perfect_model_scores_the_floor_and_runs_are_deterministic(runs):
     # generated clips equal to the captions' own clips score exactly what real clips score
     assert result["fvd"] == result["fvd_floor"] and result["fd_frames"] == result["fd_frames_floor"]
     assert result["adherence"] == result["adherence_real"] and result["temporal"] == result["temporal_real"]
+    lossless = evaluate(CopyingModel(6), num=6, classifier=clf, roundtrip=True, progress=False)
+    assert lossless["fvd_roundtrip"] == result["fvd_floor"]  # a lossless autoencoder's ceiling is the floor
+    assert lossless["adherence_roundtrip"] == result["adherence_real"]
     again = evaluate(CopyingModel(6), num=6, classifier=clf, progress=False)
     assert {k: v for k, v in again.items() if k not in ("seconds", "_clips")} == \
         {k: v for k, v in result.items() if k not in ("seconds", "_clips")}
