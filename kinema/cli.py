@@ -428,7 +428,8 @@ def cmd_eval(args) -> None:
     if args.compile:
         pipe.compile()
     result = evaluate(pipe, num=args.num, split=args.split, seed=args.seed, classifier=classifier,
-                      i3d=i3d, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval, roundtrip=args.roundtrip)
+                      i3d=i3d, steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval,
+                      roundtrip=args.roundtrip)
     result = {"model": args.model or "shipped default", **result}
     if args.json:
         write_json(result, args.json)

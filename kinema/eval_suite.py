@@ -87,14 +87,14 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
                                        seed=seeds, progress=False)
         timings["generate"] = time.perf_counter() - t
 
-    t = time.perf_counter()
     sets = {"real": [c.video for c in real], "real_other": [c.video for c in other]}
     if generated:
         sets["generated"] = generated
     if roundtrip and pipe is not None:
-        t = time.perf_counter()
+        t_rt = time.perf_counter()
         sets["roundtrip"] = pipe.roundtrip(sets["real"], batch=batch)
-        timings["roundtrip"] = time.perf_counter() - t
+        timings["roundtrip"] = time.perf_counter() - t_rt
+    t = time.perf_counter()
     feats = {k: classifier_features(classifier, v) for k, v in sets.items()}  # (clip (N, D), frames (N, T, D))
     read = {k: readings(classifier, v) for k, v in sets.items()}
     timings["classifier"] = time.perf_counter() - t
