@@ -24,7 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/speed.py --json docs/speed.json
+	$(BIN)/python benchmarks/speed.py --json docs/speed_local.json --markdown docs/BENCHMARKS_local.md
 
 clean:
 	rm -rf $(VENV) out.mp4 out.png .pytest_cache
