@@ -274,7 +274,8 @@ class Pipeline:
                  keyframes: dict[int, Video] | None = None, fit: str = "crop", seconds: float | None = None,
                  guidance_interval: tuple[float, float] | None = None, progress: bool = True):
         """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
-        classifier-free guidance, which applies at times t in `guidance_interval` (LO, HI) only; `shift` defaults to one that grows with the token count. `seed`
+        classifier-free guidance, which applies at times t in `guidance_interval` (LO, HI) only
+        (default: the model's); `shift` defaults to one that grows with the token count. `seed`
         seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
         a clip does not depend on what it is batched with).
 
