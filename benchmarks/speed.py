@@ -236,7 +236,8 @@ def main():
     ap.add_argument("--skip-quality", action="store_true", help="timings only")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile figures")
     ap.add_argument("--json", default=None, help="write every figure to this file")
-    ap.add_argument("--markdown", default=None, help="write the figures as a Markdown page (docs/BENCHMARKS_MACHINE.md)")
+    ap.add_argument("--markdown", default=None,
+                    help="write the figures as a Markdown page (docs/BENCHMARKS_MACHINE.md)")
     args = ap.parse_args()
 
     pipe = load(args.model)

@@ -304,10 +304,10 @@ def test_export_writes_a_lean_half_precision_model_that_generates_the_same(tmp_p
     pipe = load(tuned)
     assert pipe.defaults["steps"] == 3 and pipe.defaults["guidance"] == 2.5
     assert pipe.defaults["guidance_interval"] == [0.0, 0.5]
+    by_default = pipe.generate("a red circle moves left", **{**kw, "steps": None}).frames
+    assert np.array_equal(by_default, pipe.generate("a red circle moves left", **kw).frames)  # steps: 3
     told = load(t2v_run).generate("a red circle moves left", guidance=2.5, guidance_interval=(0, 0.5), **kw)
-    assert np.array_equal(pipe.generate("a red circle moves left", **{**kw, "steps": None}).frames,
-                          load(tuned).generate("a red circle moves left", **kw).frames)
-    assert np.abs(told.frames.astype(int) - pipe.generate("a red circle moves left", **kw).frames.astype(int)).mean() < 2.0
+    assert np.abs(told.frames.astype(int) - by_default.astype(int)).mean() < 2.0  # float16 rounding only
 
 
 def test_generate_writes_a_contact_sheet_and_refuses_other_sheet_types(tmp_path, capsys, t2v_run):
