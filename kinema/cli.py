@@ -439,6 +439,9 @@ def cmd_eval(args) -> None:
           f"{result['fvd_floor_std']:.2f}); fd_frames {result['fd_frames']:.2f} (floor {result['fd_frames_floor']:.2f})")
     print("adherence " + ", ".join(f"{k} {v:.0%} (real {result['adherence_real'][k]:.0%})"
                                    for k, v in result["adherence"].items()))
+    print("by number of objects: " + "; ".join(
+        f"{n} ({a['clips']} clips) " + ", ".join(f"{k} {a[k]:.0%}" for k in ("colors", "shapes", "motions"))
+        for n, a in result["adherence_by_count"].items()))
     print("temporal " + ", ".join(f"{k} {v} (real {result['temporal_real'][k]})" for k, v in result["temporal"].items()))
     if "fvd_roundtrip" in result:
         print(f"autoencoder round trip (a perfect transformer's ceiling): fvd {result['fvd_roundtrip']:.2f}; adherence "

@@ -56,6 +56,17 @@ def adherence(read: list[dict], truth: list[dict]) -> dict:
     return out
 
 
+def adherence_by_count(read: list[dict], truth: list[dict]) -> dict:
+    """`adherence` within each group of clips with the same number of objects ("1", "2", "3"), with
+    the group's size as "clips": set attributes get harder with every object (all must be right)."""
+    groups = {}
+    for r, t in zip(read, truth):
+        groups.setdefault(t["count"], ([], []))
+        groups[t["count"]][0].append(r)
+        groups[t["count"]][1].append(t)
+    return {n: {"clips": len(g[0]), **adherence(*g)} for n, g in sorted(groups.items())}
+
+
 def check_num(num: int) -> int:
     if not isinstance(num, int) or not 2 <= num <= MAX_NUM:
         raise InputError(f"--num must be between 2 and {MAX_NUM}, got {num}")
@@ -106,6 +117,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
     result["fvd_floor_std"] = round(metrics.bootstrap_fd(clip_f["real"], clip_f["real_other"]), 4)
     truth = [attribute_values(c.attributes) for c in real]
     result["adherence_real"] = adherence(read["real"], truth)
+    result["adherence_real_by_count"] = adherence_by_count(read["real"], truth)
     t = time.perf_counter()
     result["temporal_real"] = metrics.temporal_report([v.frames for v in sets["real"]], list(feats["real"][1]))
     if generated:
@@ -113,6 +125,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
         result["fvd_std"] = round(metrics.bootstrap_fd(clip_f["generated"], clip_f["real_other"]), 4)
         result["fd_frames"] = round(metrics.features_fd(frame_f["generated"], frame_f["real_other"]), 4)
         result["adherence"] = adherence(read["generated"], truth)
+        result["adherence_by_count"] = adherence_by_count(read["generated"], truth)
         result["temporal"] = metrics.temporal_report([v.frames for v in generated], list(feats["generated"][1]))
     if "roundtrip" in sets:
         result["fvd_roundtrip"] = round(metrics.features_fd(clip_f["roundtrip"], clip_f["real_other"]), 4)
@@ -147,7 +160,8 @@ def write_report(result: dict, folder: str | Path, show: int = 8) -> Path:
         if key.startswith("_"):
             continue
         if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
+            value = "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict)
+                              else f"{k} {v}" for k, v in value.items())
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>")
     figures = "".join(f'<figure><img src="{n}.png"><figcaption>{n}</figcaption></figure>' for n in images)
     page = (f"<!doctype html><meta charset='utf-8'><title>kinema eval</title>"

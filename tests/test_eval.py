@@ -10,7 +10,7 @@ import pytest
 from kinema.cli import main
 from kinema.config import preset
 from kinema.data.synthetic import SyntheticClips
-from kinema.eval_suite import evaluate
+from kinema.eval_suite import adherence, adherence_by_count, attribute_values, evaluate
 from kinema.models.classifier import ATTRIBUTES, classify, load_classifier
 from kinema.pipeline import load
 from kinema.train import train
@@ -81,12 +81,33 @@ def test_a_perfect_model_scores_the_floor_and_runs_are_deterministic(runs):
     # generated clips equal to the captions' own clips score exactly what real clips score
     assert result["fvd"] == result["fvd_floor"] and result["fd_frames"] == result["fd_frames_floor"]
     assert result["adherence"] == result["adherence_real"] and result["temporal"] == result["temporal_real"]
+    by_count = result["adherence_by_count"]
+    assert by_count == result["adherence_real_by_count"]
+    clips = SyntheticClips("heldout", 0, 17, 64, 64, 8.0)
+    truth = [attribute_values(clips[i].attributes) for i in range(6)]
+    assert {n: a["clips"] for n, a in by_count.items()} == \
+        {n: sum(t["count"] == n for t in truth) for n in {t["count"] for t in truth}}
     lossless = evaluate(CopyingModel(6), num=6, classifier=clf, roundtrip=True, progress=False)
     assert lossless["fvd_roundtrip"] == result["fvd_floor"]  # a lossless autoencoder's ceiling is the floor
     assert lossless["adherence_roundtrip"] == result["adherence_real"]
     again = evaluate(CopyingModel(6), num=6, classifier=clf, progress=False)
     assert {k: v for k, v in again.items() if k not in ("seconds", "_clips")} == \
         {k: v for k, v in result.items() if k not in ("seconds", "_clips")}
+
+
+def test_adherence_by_count_splits_the_clips_by_their_number_of_objects():
+    clips = SyntheticClips("heldout", 0, 5, 32, 32, 8.0)
+    truth = [attribute_values(clips[i].attributes) for i in range(40)]
+    read = [{k: {"value": v} for k, v in t.items()} for t in truth]  # a perfect reading...
+    for r, t in zip(read, truth):
+        if t["count"] != "1":  # ...except that every clip with more than one object loses one shape
+            r["shapes"]["value"] = t["shapes"][1:]
+    by_count = adherence_by_count(read, truth)
+    assert {n for n in by_count} == {"1", "2", "3"}
+    assert by_count["1"]["shapes"] == 1.0 and by_count["2"]["shapes"] == by_count["3"]["shapes"] == 0.0
+    assert all(a["colors"] == 1.0 for a in by_count.values())
+    total = sum(a["clips"] * a["shapes"] for a in by_count.values()) / len(truth)
+    assert total == pytest.approx(adherence(read, truth)["shapes"], abs=1e-4)
 
 
 def test_eval_bad_input(runs, tmp_path, capsys):
