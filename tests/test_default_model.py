@@ -40,8 +40,9 @@ def test_the_classifier_reads_the_prompted_colour(pipe):
     colours = ["red", "yellow", "green", "cyan", "blue", "magenta"]
     videos = pipe.generate([f"a large {c} square moves right" for c in colours], seed=0, progress=False)
     read = [r["colors"]["value"] for r in readings(load_classifier(), videos)]
-    hits = sum(r == [c] for r, c in zip(read, colours))
-    assert hits >= 5, list(zip(colours, read))
+    assert all(c in r for r, c in zip(read, colours)), list(zip(colours, read))  # the prompted colour is there
+    # and alone in most clips (a second, unasked object is a known failure: the model card's counts)
+    assert sum(r == [c] for r, c in zip(read, colours)) >= 4, list(zip(colours, read))
 
 
 def test_the_shipped_model_is_what_load_and_the_cli_use_by_default(tmp_path, capsys):
