@@ -9,26 +9,39 @@ sub-folder per component with `config.json` + `model.safetensors`:
       transformer/{config.json, model.safetensors}
       train_state/{state.json, state.safetensors}    (only in training runs: optimiser, RNG, step)
 
-Every folder is built under a temporary name and renamed into place, so an interrupted save
-leaves the previous checkpoint intact.
+Every folder is built under a temporary name and switched into place in one step (atomic.py),
+so an interrupted save leaves the previous checkpoint intact. Each folder holding weights also
+holds `checksums.sha256` (the format `sha256sum -c` reads): the SHA-256 of every weights file,
+checked when it is loaded, so a corrupted or truncated file is an error, not a silently wrong
+model. A model edited by hand loads with `KINEMA_NO_VERIFY=1` (or without its checksums file).
+Configs are checked against the weights' header, and their size against MAX_PARAMS, before
+anything is allocated. A training run folder is locked by the process training in it (`lock_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .atomic import atomic_path
-from .errors import CheckpointError
+from .errors import CheckpointError, WriteError
 
 FORMAT = 1  # bump when folders written by older versions can no longer be read
 INDEX = "model_index.json"
+CHECKSUMS = "checksums.sha256"
+# Largest model kinema builds from a config: 10^9 parameters are 4 GB of float32 weights, which a
+# 24 GB machine can serve (training needs ~4x: gradients, Adam's two moments, EMA). The model zoo's
+# largest (transformer L) has 0.42 x 10^9.
+MAX_PARAMS = 1_000_000_000
 
 
 def _write_json(path: Path, obj) -> None:
@@ -57,15 +70,100 @@ def save_component(folder: Path, module: torch.nn.Module, config: dict, state: d
     """Write config.json (+ kinema version and format) and model.safetensors into a new `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", {**config, "_kinema_version": __version__, "_format": FORMAT})
-    save_file(_tensors(state if state is not None else module.state_dict()), str(folder / "model.safetensors"))
+    write_weights(folder / "model.safetensors", _tensors(state if state is not None else module.state_dict()))
+
+
+def write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A safetensors file, its SHA-256 recorded in its folder's checksums file. Call it inside a
+    folder being written atomically (the checksums file is rewritten in place)."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as e:  # e.g. "No space left on device", raised by safetensors' own writer
+        raise WriteError(f"cannot write {path.name}: {e}") from e
+    sums = _checksums(path.parent)
+    sums[path.name] = _sha256(path)
+    (path.parent / CHECKSUMS).write_text("".join(f"{h}  {name}\n" for name, h in sorted(sums.items())))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """{file name: sha256} from `folder`'s checksums file; {} where there is none."""
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text(errors="replace").splitlines():
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name:
+            sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def verify_checksum(path: Path) -> None:
+    """Compare a weights file with the SHA-256 recorded when kinema wrote it (nothing to compare
+    for folders written before checksums, or with KINEMA_NO_VERIFY=1)."""
+    if os.environ.get("KINEMA_NO_VERIFY", "") not in ("", "0"):
+        return
+    expected = _checksums(path.parent).get(path.name)
+    if expected is not None and _sha256(path) != expected:
+        raise CheckpointError(f"{path}: checksum mismatch: the file changed after kinema wrote it (corrupt, "
+                              f"truncated or edited). If you edited it on purpose, set KINEMA_NO_VERIFY=1 or "
+                              f"delete {path.parent / CHECKSUMS}")
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; an unreadable one is a CheckpointError."""
+    """The tensors of a safetensors file, checksum verified; an unreadable one is a CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing weights file")
+    verify_checksum(path)
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: corrupt weights ({e})") from e
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} from a safetensors file's header, without reading the tensors."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: corrupt weights ({e})") from e
+
+
+def count_params(build: Callable, config) -> int:
+    """Parameters of `build(config)`, counted on the meta device: nothing is allocated."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build(config).parameters())
+
+
+def check_size(folder: Path, build: Callable[[dict], torch.nn.Module], config: dict,
+               shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+    """Build the module on the meta device (no memory) to refuse, before allocating anything, a
+    config over MAX_PARAMS or one whose tensors are not those of the weights file (`shapes`)."""
+    try:
+        with torch.device("meta"):
+            meta = build(config)
+    except (TypeError, ValueError, KeyError) as e:  # InputError is a ValueError
+        raise CheckpointError(f"{folder}: invalid config.json ({e})") from e
+    n = sum(p.numel() for p in meta.parameters())
+    if n > MAX_PARAMS:
+        raise CheckpointError(f"{folder}: config.json describes {n:,} parameters, over kinema's limit of "
+                              f"{MAX_PARAMS:,} (4 GB of float32 weights)")
+    if shapes is not None:
+        own = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        wrong = sorted(k for k in own.keys() | shapes.keys() if own.get(k) != shapes.get(k))
+        if wrong:
+            k = wrong[0]
+            raise CheckpointError(f"{folder}: weights do not match config.json ({len(wrong)} tensors differ, e.g. "
+                                  f"{k}: config {own.get(k, 'none')}, weights {shapes.get(k, 'none')})")
 
 
 def load_component(folder: str | Path, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
@@ -82,6 +180,7 @@ def load_component(folder: str | Path, build: Callable[[dict], torch.nn.Module])
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{folder}: missing model.safetensors")
+    check_size(folder, build, config, weight_shapes(weights))
     state = read_weights(weights)
     try:
         module = build(config)
@@ -123,8 +222,8 @@ def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.fl
             weights = read_weights(src / name / "model.safetensors")
             (tmp / name).mkdir()
             _write_json(tmp / name / "config.json", config)
-            save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
-                      str(tmp / name / "model.safetensors"))
+            write_weights(tmp / name / "model.safetensors",
+                          {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()})
         _write_json(tmp / INDEX, {**index, "defaults": {**index.get("defaults", {}), **(defaults or {})},
                                   "exported_dtype": str(dtype).removeprefix("torch.")})
     return dst
@@ -145,7 +244,7 @@ def read_index(folder: str | Path) -> dict:
 
 def save_state(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Training state as flat tensors (safetensors) + JSON metadata; see train.py for the keys."""
-    save_file(_tensors(tensors), str(folder / "state.safetensors"))
+    write_weights(folder / "state.safetensors", _tensors(tensors))
     _write_json(folder / "state.json", meta)
 
 
@@ -157,7 +256,38 @@ def read_state_meta(folder: str | Path) -> dict:
 def load_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     folder = Path(folder)
     meta = read_state_meta(folder)
+    return read_weights(folder / "state.safetensors"), meta
+
+
+# ------------------------------------------------------------------ run folders
+
+@contextlib.contextmanager
+def lock_run(folder: str | Path) -> Iterator[Path]:
+    """Hold `folder`'s lock (created if missing) while the block runs: a second process that asks
+    for it fails at once with the holder's pid, instead of both writing one run. The lock is an
+    flock(2) on folder/.lock, so it dies with its process (kill -9 included): no stale locks."""
+    folder = Path(folder)
     try:
-        return load_file(str(folder / "state.safetensors")), meta
-    except (SafetensorError, OSError, FileNotFoundError) as e:
-        raise CheckpointError(f"{folder}: corrupt training state ({e})") from e
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except (FileExistsError, NotADirectoryError):
+        raise WriteError(f"cannot use {folder} as a run folder: it exists and is not a folder") from None
+    except OSError as e:
+        raise WriteError(f"cannot use {folder} as a run folder: {e.strerror or e}") from e
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise WriteError(f"{folder} is in use by another kinema process (pid {holder}); wait for it to "
+                                 f"finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock

@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
 
 COMPONENTS = ("autoencoder", "transformer", "classifier")
+TEMPORAL, SPATIAL = 4, 8  # the autoencoder's compression: frames are 4k + 1, sides multiples of 8
+
+# Every numeric setting's valid range, checked where a config is made (presets, --set, a resumed
+# run's state.json, Python): (low, high, low excluded). Floats must also be finite.
+RANGES: dict[str, tuple] = {
+    "frames": (1, 257, False), "height": (8, 1024, False), "width": (8, 1024, False), "fps": (0.1, 240, False),
+    "data_seed": (0, 2**31 - 1, False), "seed": (0, 2**31 - 1, False), "crop": (0, 1024, False),
+    "batch_size": (1, 4096, False), "lr": (0, 1, True), "weight_decay": (0, 10, False),
+    "warmup_steps": (0, 10**9, False), "max_steps": (1, 10**9, False), "min_lr_ratio": (0, 1, False),
+    "grad_clip": (0, 1e6, True), "ema_decay": (0, 0.999999, False), "caption_dropout": (0, 1, False),
+    "latent_cache": (0, 10**7, False), "per_frame_t": (0, 1, False), "motion_weight": (0, 100, False),
+    "sample_steps": (1, 1000, False), "sample_guidance": (0, 30, False), "log_every": (1, 10**9, False),
+    "sample_every": (1, 10**9, False), "checkpoint_every": (1, 10**9, False),
+    "checkpoint_minutes": (0, 10**6, True),
+}
+BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 @dataclass
@@ -61,6 +78,80 @@ class TrainConfig:
     checkpoint_every: int = 200
     checkpoint_minutes: float = 10.0
 
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Every setting in its valid range (RANGES and the rules below), or an InputError that
+        names the setting, the range and the value."""
+        if self.component not in COMPONENTS:
+            raise InputError(f"unknown component '{self.component}'; choose one of {', '.join(COMPONENTS)}")
+        types = {f.name: type(f.default) if f.default is not dataclasses.MISSING else None
+                 for f in dataclasses.fields(self)}
+        for name, (lo, hi, open_lo) in RANGES.items():
+            value, kind = getattr(self, name), types[name]
+            ok_type = (isinstance(value, int) and not isinstance(value, bool)) if kind is int else \
+                (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+            what = "an integer" if kind is int else "a finite number"
+            if not ok_type or not (lo < value if open_lo else lo <= value) or value > hi:
+                raise InputError(f"training setting {name} must be {what} in {'(' if open_lo else '['}{lo}, {hi}], "
+                                 f"got {value!r}")
+        for name in ("compile", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"training setting {name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.init, str) or not isinstance(self.shapes, str):
+            raise InputError("training settings init and shapes must be text")
+        if (self.frames - 1) % TEMPORAL:
+            raise InputError(f"training setting frames must be 4k+1 (5, 9, 13, 17, ...), got {self.frames}")
+        if self.crop % SPATIAL:
+            raise InputError(f"training setting crop must be a multiple of {SPATIAL} (0 = no crop), got {self.crop}")
+        if self.component == "autoencoder" and self.crop > min(self.height, self.width):
+            raise InputError(f"training setting crop ({self.crop}) must not exceed the clip ({self.height}x{self.width})")
+        for name, pair, rule in (("betas", self.betas, lambda a, b: 0 <= a < 1 and 0 <= b < 1),
+                                 ("sample_guidance_interval", self.sample_guidance_interval,
+                                  lambda a, b: 0 <= a <= b <= 1)):
+            if not (len(pair) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in pair) and rule(*pair)):
+                raise InputError(f"training setting {name} must be two numbers "
+                                 f"{'in [0, 1)' if name == 'betas' else 'LO, HI with 0 <= LO <= HI <= 1'}, got {pair}")
+        from .diffusion.masks import check_weights
+        check_weights(self.condition_masks)
+        self.model_config()
+        parse_shapes(self.shapes, (self.frames, self.height, self.width), self.stride())
+        self.check_size()
+
+    def check_size(self) -> None:
+        """Refuse a model over checkpoint.MAX_PARAMS before anything is allocated (counted on the
+        meta device)."""
+        from .checkpoint import MAX_PARAMS, count_params
+        from .models.autoencoder import VideoAutoencoder
+        from .models.classifier import VideoClassifier
+        from .models.transformer import VideoTransformer
+        build = {"autoencoder": VideoAutoencoder, "transformer": VideoTransformer, "classifier": VideoClassifier}
+        n = count_params(build[self.component], self.model_config())
+        if n > MAX_PARAMS:
+            raise InputError(f"the {self.component} these model settings describe has {n:,} parameters, over "
+                             f"kinema's limit of {MAX_PARAMS:,}")
+
+    def model_config(self):
+        """The component's model config (its own checks run), from `model` and the clip settings."""
+        if not isinstance(self.model, dict):
+            raise InputError(f"training setting model must be a mapping of model settings, got {self.model!r}")
+        if self.component == "autoencoder":
+            from .models.autoencoder import AutoencoderConfig
+            return AutoencoderConfig.from_dict(self.model)
+        if self.component == "transformer":
+            from .models.transformer import TransformerConfig
+            return TransformerConfig.from_dict(self.model)
+        from .models.classifier import ClassifierConfig
+        if self.height != self.width:
+            raise InputError("the classifier trains on square clips (height = width)")
+        return ClassifierConfig.from_dict({**self.model, "frames": self.frames, "size": self.height, "fps": self.fps})
+
+    def stride(self) -> int:
+        """What clip sides must be multiples of: the autoencoder's 8, times the transformer's patch."""
+        return SPATIAL * (self.model_config().patch if self.component == "transformer" else 1)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -73,8 +164,13 @@ class TrainConfig:
         d = dict(d)
         for key in ("betas", "sample_guidance_interval"):
             if key in d:
+                if not isinstance(d[key], (list, tuple)):
+                    raise InputError(f"training setting {key} must be two numbers, got {d[key]!r}")
                 d[key] = tuple(d[key])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as e:  # a required field (component) missing
+            raise InputError(f"incomplete training settings ({e})") from None
 
     def override(self, assignments: list[str]) -> "TrainConfig":
         """Apply `key=value` strings (values parsed as the field's type)."""
@@ -90,11 +186,39 @@ class TrainConfig:
                 raise InputError(f"--set expects key=value with a scalar setting, or model.KEY=VALUE or "
                                  f"condition_masks.MODE=WEIGHT, got {a!r}; settings: "
                                  f"{', '.join(k for k, t in types.items() if t not in (dict, tuple))}")
+            if types[key] is bool:
+                if value.strip().lower() not in BOOLS:
+                    raise InputError(f"--set {key} must be true or false, got {value!r}")
+                out[key] = BOOLS[value.strip().lower()]
+                continue
             try:
-                out[key] = (value.lower() in ("1", "true", "yes")) if types[key] is bool else types[key](value)
-            except ValueError as e:
-                raise InputError(f"--set {key}: {e}") from e
+                out[key] = types[key](value)
+            except ValueError:
+                kind = {int: "an integer", float: "a number"}.get(types[key], "text")
+                raise InputError(f"--set {key} must be {kind}, got {value!r}") from None
         return TrainConfig.from_dict(out)
+
+
+def parse_shapes(text: str, default: tuple[int, int, int], stride: int) -> list[tuple[int, int, int]]:
+    """"17x64x64,17x48x80" -> [(17, 64, 64), (17, 48, 80)]; "" -> [default]. Frames must be 4k + 1
+    and sides multiples of `stride` (the autoencoder's 8 times the transformer's patch); the
+    default shape is checked too."""
+    shapes = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            f, h, w = (int(n) for n in part.lower().split("x"))
+        except ValueError:
+            raise InputError(f"shapes: expected FRAMESxHEIGHTxWIDTH items like 17x64x64, got {part!r}") from None
+        shapes.append((f, h, w))
+    lo_f, hi_f = RANGES["frames"][:2]
+    lo_s, hi_s = RANGES["height"][:2]
+    for f, h, w in shapes or [default]:
+        if not (lo_f <= f <= hi_f and (f - 1) % TEMPORAL == 0 and all(
+                max(lo_s, stride) <= n <= hi_s and n % stride == 0 for n in (h, w))):
+            raise InputError(f"clip shape {f}x{h}x{w} (training settings shapes, or frames x height x width) needs 4k+1 frames in [{lo_f}, {hi_f}] and sides that are "
+                             f"multiples of {stride} in [{max(lo_s, stride)}, {hi_s}]"
+                             + (" (8 x the transformer's patch)" if stride > SPATIAL else ""))
+    return shapes or [default]
 
 
 def _parse(value: str):

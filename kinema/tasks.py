@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
-from .config import TrainConfig
+from .config import TrainConfig, parse_shapes
 from .data.synthetic import DATASET_VERSION, SyntheticClips
 from .diffusion import masks
 from .diffusion.flow import add_noise, drop_captions, flow_loss, motion_weight, sample_training_t
@@ -82,21 +82,6 @@ class AutoencoderTask:
 
     def index(self) -> dict:
         return {"autoencoder": "autoencoder"}
-
-
-def parse_shapes(text: str, default: tuple[int, int, int], stride: int) -> list[tuple[int, int, int]]:
-    """"17x64x64,17x48x80" -> [(17, 64, 64), (17, 48, 80)]; "" -> [default]. Frames must be 4k + 1
-    and sides multiples of `stride` (the autoencoder's 8 times the transformer's patch)."""
-    shapes = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            f, h, w = (int(n) for n in part.lower().split("x"))
-        except ValueError:
-            raise InputError(f"shapes: expected FRAMESxHEIGHTxWIDTH items like 17x64x64, got {part!r}") from None
-        if f < 1 or (f - 1) % TEMPORAL or h < stride or w < stride or h % stride or w % stride:
-            raise InputError(f"shapes: {part} needs 4k+1 frames and sides that are multiples of {stride}")
-        shapes.append((f, h, w))
-    return shapes or [default]
 
 
 def shape_name(shape: tuple[int, int, int]) -> str:

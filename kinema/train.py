@@ -8,16 +8,20 @@ What differs between components lives in a small Task (model, batch, loss, sampl
 the loop owns the rest: AdamW with warmup + cosine, gradient clipping, EMA, bf16 autocast where
 the hardware has it, a JSONL log, a loss-curve PNG, sample grids, and atomic checkpoints that
 resume exactly: model, EMA, optimiser, schedule, RNG and data position (batch b reads clips
-(b * world + rank) * batch_size + j, so the step number is the data position).
+(b * world + rank) * batch_size + j, so the step number is the data position). A run folder is
+locked while it trains (a second training into it is refused), and what a killed run left
+behind (half-written checkpoints, a torn last log line) is tidied when the next one starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,11 +29,12 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_state, read_index, read_weights, read_state_meta, save_model, save_state
+from .atomic import atomic_path, discard, recover
+from .checkpoint import lock_run, load_state, read_index, read_weights, read_state_meta, save_model, save_state
 from .config import TrainConfig
 from .data.synthetic import SyntheticClips
 from .diffusion.flow import EMA
-from .errors import CheckpointError, InputError, TrainingError
+from .errors import CheckpointError, InputError, TrainingError, WriteError
 from .runtime import autocast
 from .tasks import TASKS
 from .viz import line_plot
@@ -85,7 +90,41 @@ def stored_config(out: str | Path) -> TrainConfig | None:
         raise CheckpointError(f"{folder}: corrupt training state ({e}); the run cannot be resumed") from e
 
 
+def _check_state(tensors: dict, meta: dict, model) -> None:
+    """Refuse a training state that cannot continue this model exactly, before touching anything:
+    missing entries, or tensors of another shape than the model's (a hand-edited or foreign state)."""
+    missing = [k for k in ("step", "elapsed_s", "ema_updates", "param_groups") if k not in meta]
+    missing += [k for k in ("rng.torch",) if k not in tensors]
+    if missing:
+        raise CheckpointError(f"training state lacks {', '.join(missing)}")
+    if not isinstance(meta["step"], int) or meta["step"] < 0:
+        raise CheckpointError(f"training state has step {meta['step']!r}, not a count of steps")
+    own = model.state_dict()
+    params = dict(model.named_parameters())
+    for prefix, expected in (("model.", own), ("ema.", {n: p for n, p in params.items() if p.is_floating_point()})):
+        got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        wrong = sorted(k for k in got.keys() | expected.keys()
+                       if k not in got or k not in expected or got[k].shape != expected[k].shape)
+        if wrong:
+            raise CheckpointError(f"training state's {prefix[:-1]} tensors do not fit the model "
+                                  f"({len(wrong)} differ, e.g. {wrong[0]})")
+    order = list(params.values())
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            if not idx.isdigit() or int(idx) >= len(order) or (v.ndim and v.shape != order[int(idx)].shape):
+                raise CheckpointError(f"training state's optimiser entry {k} does not fit the model")
+
+
 def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
+    try:
+        _check_state(tensors, meta, model)
+        return _load_state(tensors, meta, model, ema, opt, gen)
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+        raise CheckpointError(f"training state does not fit this run ({str(e).splitlines()[0]})") from e
+
+
+def _load_state(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({"decay": ema.decay, "warmup": ema.warmup, "num_updates": meta["ema_updates"],
                          "shadow": {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}})
@@ -135,12 +174,29 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     Under torchrun, a process group this call creates is also destroyed by it: left to interpreter
     shutdown, gloo's teardown can abort a rank whose peer has already exited."""
     created = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized()
+    out = Path(out)
+    # rank 0 (the one writer) holds the run folder's lock; torchrun sets RANK before any process group
+    owner = int(os.environ.get("RANK", 0)) == 0
     try:
-        return _train(component, cfg, Path(out), max_steps=max_steps, max_minutes=max_minutes, resume=resume,
-                      autoencoder=autoencoder, progress=progress)
+        with lock_run(out) if owner else contextlib.nullcontext():
+            if owner:
+                tidy_run(out)
+            return _train(component, cfg, out, max_steps=max_steps, max_minutes=max_minutes, resume=resume,
+                          autoencoder=autoencoder, progress=progress)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def tidy_run(out: Path) -> list[Path]:
+    """What killed writes left in a run folder: the checkpoint put back if a kill caught it set
+    aside, and every half-written `.NAME.*.part` / `.NAME.*.old` removed (up to a full checkpoint
+    of disk each). Only the lock holder may call this."""
+    removed = recover(out / "model")
+    others = [p for pattern in (".*.part", ".*.old") for p in out.rglob(pattern)]  # log, samples, latent cache
+    for p in sorted(others, key=lambda p: len(p.parts)):  # a folder before what was inside it
+        discard(p)
+    return removed + others
 
 
 def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int | None, max_minutes: float | None,
@@ -194,10 +250,14 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
             tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
             index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(), "world_size": world,
                                 "params": sum(p.numel() for p in model.parameters())}, **task.index()}
-            with ema.applied_to(model):
-                save_model(model_dir, task.components(model), index,
-                           extra={"train_state": lambda d: save_state(d, tensors, meta)})
-            _plot_log(log_path, out / "loss.png")
+            try:
+                with ema.applied_to(model):
+                    save_model(model_dir, task.components(model), index,
+                               extra={"train_state": lambda d: save_state(d, tensors, meta)})
+                _plot_log(log_path, out / "loss.png")
+            except WriteError as e:
+                raise WriteError(f"{e}; stopped at step {step}, the last checkpoint (step {last_good}) is "
+                                 f"kept in {model_dir}") from e
         last_ckpt, last_good = time.monotonic(), step
 
     if changed and main and progress:
@@ -229,8 +289,12 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
         if main and step % cfg.log_every == 0:
             row = {"step": step, "lr": opt.param_groups[0]["lr"], "sec_per_step": round(time.perf_counter() - t0, 4),
                    **{k: v / cfg.log_every for k, v in logs.items()}}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            try:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:
+                raise WriteError(f"cannot write {log_path}: {e.strerror or e}; stopped at step {step}, the last "
+                                 f"checkpoint (step {last_good}) is kept in {model_dir}") from e
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             logs = {}
         if main and step % cfg.sample_every == 0:
@@ -258,15 +322,35 @@ def _time_is_up(t_start: float, max_minutes: float, device: torch.device) -> boo
 
 
 def _plot_log(log_path: Path, png: Path) -> None:
-    if not log_path.is_file():
-        return
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = read_log(log_path)
     if rows:
         line_plot([r["step"] for r in rows], {"loss": [r["loss"] for r in rows]}, png, title="training loss",
                   log_y=True)
 
 
+def read_log(log_path: Path) -> list[dict]:
+    """The rows of log.jsonl. A line a kill cut short (or any other unreadable line) is skipped
+    with a warning: the rows around it are still good."""
+    if not log_path.is_file():
+        return []
+    rows, bad = [], 0
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("loss"), (int, float)):
+                rows.append(row)
+                continue
+        except ValueError:
+            pass
+        bad += line.strip() != ""
+    if bad:
+        warnings.warn(f"{log_path}: skipped {bad} unreadable line(s) (a run killed while logging)")
+    return rows
+
+
 def _truncate_log(log_path: Path, step: int) -> None:
+    """Keep the rows up to the checkpoint's step: the ones after it will be logged again."""
     if log_path.is_file():
-        rows = [line for line in log_path.read_text().splitlines() if line.strip()]
-        log_path.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= step))
+        rows = [r for r in read_log(log_path) if r["step"] <= step]
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))

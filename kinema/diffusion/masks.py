@@ -19,6 +19,8 @@ also works without a prompt.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import InputError
@@ -28,12 +30,20 @@ MODES = ("text", "image", "extend", "interpolate", "keyframes", "inpaint")
 
 def check_weights(weights: dict) -> dict[str, float]:
     """Mode weights as floats, unknown modes and bad values refused; empty = text only."""
+    if not isinstance(weights, dict):
+        raise InputError(f"condition mode weights must be a mapping {{mode: weight}}, got {weights!r}")
     unknown = set(weights) - set(MODES)
     if unknown:
-        raise InputError(f"unknown condition modes: {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")
-    out = {m: float(w) for m, w in weights.items()}
-    if any(w < 0 for w in out.values()) or (out and sum(out.values()) <= 0):
-        raise InputError(f"condition mode weights must be >= 0 with a positive sum, got {weights}")
+        raise InputError(f"unknown condition modes: {', '.join(map(str, sorted(unknown, key=str)))}; "
+                         f"choose from {', '.join(MODES)}")
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and 0 <= w <= 1e6
+               for w in weights.values()):
+        raise InputError(f"condition mode weights must be finite numbers in [0, 1e6], got {weights}")
+    # in MODES order, whatever order the mapping was written in (state.json sorts its keys), so the
+    # same random draw picks the same mode in a resumed run
+    out = {m: float(weights[m]) for m in MODES if m in weights}
+    if out and sum(out.values()) <= 0:
+        raise InputError(f"condition mode weights must have a positive sum, got {weights}")
     return out
 
 
