@@ -247,12 +247,15 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     def checkpoint():
         nonlocal last_ckpt, last_good
         if main:
+            with ema.applied_to(model):  # first, as it may set buffers (the autoencoder's latent statistics)
+                components = task.components(model)
+            # the state holds those buffers too, so a run resumed from here has what an uninterrupted one has
             tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
             index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(), "world_size": world,
                                 "params": sum(p.numel() for p in model.parameters())}, **task.index()}
             try:
                 with ema.applied_to(model):
-                    save_model(model_dir, task.components(model), index,
+                    save_model(model_dir, components, index,
                                extra={"train_state": lambda d: save_state(d, tensors, meta)})
                 _plot_log(log_path, out / "loss.png")
             except WriteError as e:
