@@ -28,7 +28,12 @@ def cpu_flags() -> frozenset[str]:
 
 def bf16_fast(device: torch.device | str) -> bool:
     """Whether bf16 matmuls run faster than fp32 here: CUDA with bf16, or a CPU with
-    AVX512-BF16 or AMX. On a plain AVX2 CPU, bf16 matmul is emulated and far slower."""
+    AVX512-BF16 or AMX. On a plain AVX2 CPU, bf16 matmul is emulated and far slower.
+    KINEMA_BF16=1 (or 0) overrides the answer: to run the bf16 code paths (and their
+    rounding) on a machine without fast bf16, e.g. the test suite, or to keep fp32 on one."""
+    forced = os.environ.get("KINEMA_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

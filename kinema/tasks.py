@@ -27,7 +27,7 @@ from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.classifier import ClassifierConfig, VideoClassifier
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
-from .pipeline import SPATIAL, TEMPORAL, Pipeline, load_autoencoder
+from .pipeline import SPATIAL, Pipeline, load_autoencoder
 from .runtime import autocast
 from .video import Video
 from .viz import contact_sheet

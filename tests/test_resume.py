@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from kinema.checkpoint import lock_run
 from kinema.cli import main
 from kinema.config import preset
-from kinema.errors import CheckpointError, InputError, WriteError
+from kinema.errors import InputError, WriteError
 from kinema.pipeline import load_autoencoder
 from kinema.train import train
 
