@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
 from .config import COMPONENTS
+from .data.export import MAX_EXPORT, MAX_PREVIEW
+from .data.synthetic import MAX_CLIP_FRAMES, check_clip_frames
 from .errors import InputError, KinemaError
+from .pipeline import (MAX_CLIP_TOKENS, MAX_EVAL_CLIPS, MAX_GUIDANCE, MAX_PASS_FRAMES, MAX_SECONDS, MAX_SEED,
+                       MAX_STEPS, check_pass_frames, check_prompt, check_sampling, check_seed)
+from .video import MAX_SIDE, MIN_SIDE, check_fps, check_frames
 
 EXIT_USAGE = 2
 
@@ -27,6 +34,70 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+# ------------------------------------------------------------------ flag types
+# Every number is range-checked where it is parsed: a bad value is argparse's one-line error,
+# naming the valid range, before anything is loaded. NaN and infinities are refused everywhere.
+
+def _checked(check):
+    """An argparse type from a kinema check (InputError -> argparse's one-line error)."""
+    def parse(text: str):
+        try:
+            return check(text)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"expected a whole number, got {text!r:.40}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"expected a number, got {text!r:.40}") from None
+
+
+def whole(lo: int, hi: int):
+    """A whole number in [lo, hi]."""
+    def check(text: str) -> int:
+        v = _integer(text)
+        if not lo <= v <= hi:
+            raise InputError(f"must be a whole number between {lo} and {hi}, got {v}")
+        return v
+    return _checked(check)
+
+
+def real(lo: float, hi: float, *, open_lo: bool = False):
+    """A finite number in [lo, hi] ((lo, hi] with open_lo)."""
+    def check(text: str) -> float:
+        v = _number(text)
+        if not math.isfinite(v) or not (lo < v if open_lo else lo <= v) or v > hi:
+            raise InputError(f"must be a finite number in {'(' if open_lo else '['}{lo:g}, {hi:g}], got {text!r:.40}")
+        return v
+    return _checked(check)
+
+
+pass_frames_flag = _checked(lambda text: check_pass_frames(_integer(text)))  # 4k+1, nearest valid named
+clip_frames_flag = _checked(lambda text: check_frames(check_clip_frames(_integer(text))))
+fps_flag = _checked(lambda text: check_fps(_number(text)))
+seed_flag = _checked(lambda text: check_seed(_integer(text)))
+prompt_flag = _checked(check_prompt)
+
+
+def _interval(text: str) -> tuple[float, float]:
+    """--guidance-interval LO,HI: two times with 0 <= LO <= HI <= 1."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two times LO,HI such as 0,0.75, got {text!r:.40}") from None
+    return _checked(lambda iv: check_sampling(guidance_interval=iv)["guidance_interval"])((lo, hi))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the full traceback when something goes wrong")
@@ -37,20 +108,29 @@ def _clip_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", default="train", choices=["train", "heldout", "compositions"],
                    help="which split: train, heldout (own seed range) or compositions "
                         "(colour/shape pairs never seen in training) (default: train)")
-    g.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives the same clips (default: 0)")
-    g.add_argument("--start", type=int, default=0, help="index of the first clip (default: 0)")
-    g.add_argument("--frames", type=int, default=17, help="frames per clip, 4k+1 (default: 17)")
-    g.add_argument("--height", type=int, default=64, help="clip height in pixels (default: 64)")
-    g.add_argument("--width", type=int, default=64, help="clip width in pixels (default: 64)")
-    g.add_argument("--fps", type=float, default=8.0, help="frames per second (default: 8)")
+    g.add_argument("--seed", type=seed_flag, default=0,
+                   help=f"dataset seed, 0 ... {MAX_SEED}; the same seed gives the same clips (default: 0)")
+    g.add_argument("--start", type=whole(0, MAX_SEED), default=0, help="index of the first clip (default: 0)")
+    g.add_argument("--frames", type=clip_frames_flag, default=17,
+                   help=f"frames per clip, 4k+1 up to {MAX_CLIP_FRAMES} (default: 17)")
+    g.add_argument("--height", type=whole(MIN_SIDE, MAX_SIDE), default=64,
+                   help=f"clip height in pixels, {MIN_SIDE} ... {MAX_SIDE} (default: 64)")
+    g.add_argument("--width", type=whole(MIN_SIDE, MAX_SIDE), default=64,
+                   help=f"clip width in pixels, {MIN_SIDE} ... {MAX_SIDE} (default: 64)")
+    g.add_argument("--fps", type=fps_flag, default=8.0, help="frames per second (default: 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
 
 
 def _size_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=int, help="number of frames, 4k+1 (default: the model's, 17)")
-    p.add_argument("--height", type=int, help="height in pixels, a multiple of 8 x patch (default: the model's)")
-    p.add_argument("--width", type=int, help="width in pixels, a multiple of 8 x patch (default: the model's)")
-    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's, 8)")
+    p.add_argument("--frames", type=pass_frames_flag,
+                   help=f"number of frames, 4k+1 up to {MAX_PASS_FRAMES} (default: the model's, 17; longer videos: "
+                        f"--seconds)")
+    p.add_argument("--height", type=whole(MIN_SIDE, MAX_SIDE),
+                   help=f"height in pixels, a multiple of 8 x patch (default: the model's); at most "
+                        f"{MAX_CLIP_TOKENS:,} transformer tokens a clip")
+    p.add_argument("--width", type=whole(MIN_SIDE, MAX_SIDE),
+                   help="width in pixels, a multiple of 8 x patch (default: the model's)")
+    p.add_argument("--fps", type=fps_flag, help="frames per second of the output (default: the model's, 8)")
 
 
 def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -59,17 +139,9 @@ def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
                         f"(fit, black bars) or stretch (default: crop)")
 
 
-def _interval(text: str) -> tuple[float, float]:
-    """--guidance-interval LO,HI as two floats (the pipeline checks their range)."""
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two times LO,HI such as 0,0.75, got {text!r}") from None
-    return lo, hi
-
-
 def _guidance_flags(p, default: str = "the model's") -> None:
-    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale; 1 disables it (default: {default})")
+    p.add_argument("--guidance", type=real(0, MAX_GUIDANCE),
+                   help=f"classifier-free guidance scale, 0 ... {MAX_GUIDANCE:g}; 1 disables it (default: {default})")
     p.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
                    help="apply guidance only at noise levels t in [LO, HI] (t = 1 is pure noise), the "
                         f"conditional model alone elsewhere, which is also faster; e.g. 0,0.75 (default: {default})")
@@ -77,13 +149,15 @@ def _guidance_flags(p, default: str = "the model's") -> None:
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--steps", type=whole(1, MAX_STEPS),
+                   help=f"sampling steps, 1 ... {MAX_STEPS} (default: the model's)")
     _guidance_flags(p)
     p.add_argument("--sampler", default="heun", choices=["heun", "euler"], help="ODE solver (default: heun)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the transformer and the decoder first, weights frozen: 20-60 s on 2 "
                         "cores to compile, then steps 1.3-2x faster (worth it for long videos)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video (default: 0)")
+    p.add_argument("--seed", type=seed_flag, default=0,
+                   help=f"random seed, 0 ... {MAX_SEED}; the same seed gives the same video (default: 0)")
     p.add_argument("--out", default="out.mp4", help="output file: .mp4, .webm, .gif, .png folder (default: out.mp4)")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the result: evenly spaced frames "
                                                   "in a row with the prompt underneath")
@@ -109,8 +183,9 @@ def build_parser() -> Parser:
                                    "unconditionally. The same seed gives the same video. Frames you give are "
                                    "kept: --image animates a still, --last-image sets the last frame, --keyframe "
                                    "any frame; --seconds makes a long video window by window.")
-    p.add_argument("prompt", help="what the video shows, e.g. \"a red circle moves left\"; with --seconds it may be "
-                                  "a schedule, \"0s: a red ball rolls left; 4s: the camera zooms in\"")
+    p.add_argument("prompt", type=prompt_flag,
+                   help="what the video shows, e.g. \"a red circle moves left\"; with --seconds it may be "
+                        "a schedule, \"0s: a red ball rolls left; 4s: the camera zooms in\"")
     _size_flags(p)
     p.add_argument("--image", help="image (or video: its first frame) to start from: image-to-video")
     p.add_argument("--last-image", help="image (or video: its first frame) to end on: first+last frame")
@@ -118,8 +193,9 @@ def build_parser() -> Parser:
                    help="keep frame INDEX as the image at PATH, e.g. --keyframe 0:a.png --keyframe 16:b.png "
                         "(repeatable; a frame after 0 holds its group of 4 frames)")
     _fit_flag(p, "given images")
-    p.add_argument("--seconds", type=float, help="make a long video of this many seconds, window by window "
-                                                 "(as extend does; at most 600)")
+    p.add_argument("--seconds", type=real(0, MAX_SECONDS, open_lo=True),
+                   help=f"make a long video of this many seconds, window by window (as extend does; at most "
+                        f"{MAX_SECONDS:g})")
     _sampling_flags(p)
     p.set_defaults(func=cmd_generate)
 
@@ -128,12 +204,16 @@ def build_parser() -> Parser:
                                    "so far (kept clean) and adds the rest, so memory stays flat with length. "
                                    "The output is the source (fitted to the model) followed by the new part.")
     p.add_argument("video", help="the clip to continue (any size and fps; it is fitted to the model's)")
-    p.add_argument("--prompt", default="", help="what happens next, or a schedule \"0s: ...; 4s: ...\" with times "
-                                                "from the start of the new part (default: \"\", unconditional)")
-    p.add_argument("--seconds", type=float, required=True, help="seconds to add (at most 600)")
-    p.add_argument("--context", type=int, default=2, help="latent frames each window is conditioned on: "
-                                                          "1 + 4 (context - 1) frames (default: 2, 5 frames)")
-    p.add_argument("--frames", type=int, help="frames per window, 4k+1 (default: the model's, 17)")
+    p.add_argument("--prompt", type=prompt_flag, default="",
+                   help="what happens next, or a schedule \"0s: ...; 4s: ...\" with times "
+                        "from the start of the new part (default: \"\", unconditional)")
+    p.add_argument("--seconds", type=real(0, MAX_SECONDS, open_lo=True), required=True,
+                   help=f"seconds to add (at most {MAX_SECONDS:g})")
+    p.add_argument("--context", type=whole(1, (MAX_PASS_FRAMES - 1) // 4), default=2,
+                   help="latent frames each window is conditioned on: 1 + 4 (context - 1) frames, fewer than the "
+                        "window's (default: 2, 5 frames)")
+    p.add_argument("--frames", type=pass_frames_flag,
+                   help=f"frames per window, 4k+1 up to {MAX_PASS_FRAMES} (default: the model's, 17)")
     _fit_flag(p, "a source")
     _sampling_flags(p)
     p.set_defaults(func=cmd_extend)
@@ -143,7 +223,8 @@ def build_parser() -> Parser:
                                    "last frame, if a video) and ends at LAST (its first frame).")
     p.add_argument("first", help="image or video to start from")
     p.add_argument("last", help="image or video to end on")
-    p.add_argument("--prompt", default="", help="what happens in between (default: \"\", unconditional)")
+    p.add_argument("--prompt", type=prompt_flag, default="",
+                   help="what happens in between (default: \"\", unconditional)")
     _size_flags(p)
     _fit_flag(p, "images")
     _sampling_flags(p)
@@ -155,8 +236,9 @@ def build_parser() -> Parser:
                                    "part of the mask is regenerated; outside it the source is kept.")
     p.add_argument("video", help="the clip to edit (fitted to the model's size and fps; its first 4k+1 frames, "
                                  "at most 129)")
-    p.add_argument("--prompt", required=True, help="what the edited video shows")
-    p.add_argument("--strength", type=float, help="how far from the source, 0 ... 1 (default: 0.6; 1 with --mask)")
+    p.add_argument("--prompt", type=prompt_flag, required=True, help="what the edited video shows")
+    p.add_argument("--strength", type=real(0, 1),
+                   help="how far from the source, 0 ... 1 (default: 0.6; 1 with --mask)")
     p.add_argument("--mask", help="image (applies to every frame) or video (frame by frame), white = regenerate; "
                                   "another size with the same aspect is resized with a warning")
     _fit_flag(p, "a source")
@@ -172,8 +254,10 @@ def build_parser() -> Parser:
                                     "of an existing run, which keeps its own recipe")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (default: the preset's)")
-    p.add_argument("--max-minutes", type=float, help="stop after this many minutes of this sitting")
+    p.add_argument("--max-steps", type=whole(1, 10**9),
+                   help="stop after this many steps in all (default: the preset's)")
+    p.add_argument("--max-minutes", type=real(0, 10**6, open_lo=True),
+                   help="stop after this many minutes of this sitting")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out where it stopped, with the recipe it was started with "
                         "(--set given now still applies on top)")
@@ -197,7 +281,8 @@ def build_parser() -> Parser:
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                    help="storage type of floating-point weights (default: float16, half the size of float32)")
     g = p.add_argument_group("sampling defaults of the copy (what generate and eval use when not told)")
-    g.add_argument("--steps", type=int, help="default sampling steps (default: the source's)")
+    g.add_argument("--steps", type=whole(1, MAX_STEPS),
+                   help=f"default sampling steps, 1 ... {MAX_STEPS} (default: the source's)")
     _guidance_flags(g, "the source's")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
     _common(p)
@@ -223,11 +308,13 @@ def build_parser() -> Parser:
                                    "of size N) and bootstrap deviations, fd_frames (per-frame, appearance only), "
                                    "adherence per attribute (adherence_real is the ceiling), and temporal metrics.")
     p.add_argument("--model", help="model folder or training run (default: the shipped model)")
-    p.add_argument("--num", type=int, default=256, help="clips per set, 2-2048 (default: 256)")
+    p.add_argument("--num", type=whole(2, MAX_EVAL_CLIPS), default=256,
+                   help=f"clips per set, 2 ... {MAX_EVAL_CLIPS} (default: 256)")
     p.add_argument("--split", default="heldout", choices=["heldout", "compositions"],
                    help="held-out clips, or held-out colour/shape compositions (default: heldout)")
-    p.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=seed_flag, default=0, help=f"generation seed, 0 ... {MAX_SEED} (default: 0)")
+    p.add_argument("--steps", type=whole(1, MAX_STEPS),
+                   help=f"sampling steps, 1 ... {MAX_STEPS} (default: the model's)")
     _guidance_flags(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer and the decoder first "
                                                           "(~40 s; then faster sampling of the N clips)")
@@ -251,14 +338,16 @@ def build_parser() -> Parser:
                         description="Write a labelled grid of sample clips: a contact sheet if OUT ends in "
                                     ".png, else a tiled, captioned video (.mp4, .gif, .webm, ...).")
     p.add_argument("--out", required=True, help="output path: grid.png or clips.mp4")
-    p.add_argument("--num", type=int, default=8, help="number of clips to show, 1-64 (default: 8)")
+    p.add_argument("--num", type=whole(1, MAX_PREVIEW), default=8,
+                   help=f"number of clips to show, 1 ... {MAX_PREVIEW} (default: 8)")
     _clip_flags(p)
     _common(p)
     p.set_defaults(func=cmd_dataset_preview)
     p = dsub.add_parser("export", help="write N clips as video files plus metadata.jsonl",
                         description="Write N clips as video files plus metadata.jsonl (one JSON object per "
                                     "line: file, caption and every ground-truth attribute).")
-    p.add_argument("--num", type=int, required=True, help="number of clips to write")
+    p.add_argument("--num", type=whole(1, MAX_EXPORT), required=True,
+                   help=f"number of clips to write, 1 ... {MAX_EXPORT:,}")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="mp4", choices=["mp4", "mov", "mkv", "webm", "gif"],
                    help="video file format (default: mp4)")
@@ -279,8 +368,7 @@ def _emit(args, result: dict, lines: list[str]) -> None:
 
 def _clips(args):
     from .data.synthetic import SyntheticClips
-    from .video import check_frames
-    return SyntheticClips(args.split, args.seed, check_frames(args.frames), args.height, args.width, args.fps)
+    return SyntheticClips(args.split, args.seed, args.frames, args.height, args.width, args.fps)
 
 
 def cmd_info(args) -> None:
@@ -304,11 +392,6 @@ def _sampling(args, *names) -> dict:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def _outputs(args, caption: str) -> dict:
-    """run_to_file's options shared by every generating command: the contact sheet, compile."""
-    return {"compile": args.compile, **({"sheet": args.sheet, "caption": caption} if args.sheet else {})}
-
-
 def _wrote(args, result: dict) -> None:
     more = f", {result['windows']} windows" if result["windows"] else ""
     _emit(args, result, [f"wrote {result['out']} ({result['frames']} frames, {result['height']}x{result['width']}, "
@@ -316,53 +399,77 @@ def _wrote(args, result: dict) -> None:
           + ([f"wrote {result['sheet']} (contact sheet)"] if "sheet" in result else []))
 
 
-def _keyframes(specs: list[str]) -> dict:
+def _read(path: str, fit: str = "crop", **target):
+    """A user's video or image, decoded straight to `target` (fps, height, width: what the call
+    fits it to), so memory follows the output, not the input: a 51 KB mp4 can hold gigabytes."""
     from .video import Video
+    return Video.read(path, fit=fit, **target)
+
+
+def _generating(args, mode: str, inputs, caption: str, **kwargs) -> None:
+    """Every generating command: check the request and the outputs first (from the model's JSON,
+    in a moment: nothing is loaded or generated for a request that would fail), then read the
+    inputs fitted to the call's size (`inputs(settings) -> (args, kwargs)`), load the model, run
+    `mode` and write the video."""
+    from .pipeline import check_output, check_sheet, load, preflight, run_to_file
+    seconds = getattr(args, "seconds", None)
+    s = preflight(args.model, mode, **{"seconds": seconds, **kwargs})
+    many = seconds is not None or mode == "extend"
+    check_output(args.out, frames=None if mode == "edit" else 2 if many else s["frames"], fps=s["fps"])
+    check_sheet(args.sheet)
+    positional, given = inputs(s)
+    pipe = load(args.model)
+    sheet = {"sheet": args.sheet, "caption": caption} if args.sheet else {}
+    _wrote(args, run_to_file(pipe, args.out, mode, *positional, compile=args.compile, progress=not args.json,
+                             **sheet, **given, **kwargs))
+
+
+def _keyframes(specs: list[str], size: dict, fit: str) -> dict:
     out = {}
     for spec in specs:
         index, sep, path = spec.partition(":")
-        if not sep or not index.strip().lstrip("-").isdigit() or not path:
-            raise InputError(f"--keyframe expects INDEX:PATH, e.g. 16:b.png, got {spec!r}")
-        out[int(index)] = Video.read(path)
+        if not sep or not re.fullmatch(r"-?[0-9]{1,9}", index.strip()) or not path:
+            raise InputError(f"--keyframe expects INDEX:PATH with a frame number, e.g. 16:b.png, got {spec!r}")
+        out[int(index)] = _read(path, fit, **size)
     return out
 
 
 def cmd_generate(args) -> None:
-    from .pipeline import run_to_file
-    from .video import Video
-    kwargs = _sampling(args, "frames", "height", "width", "fps", "seconds")
-    kwargs.update(keyframes=_keyframes(args.keyframe), fit=args.fit, progress=not args.json,
-                  image=Video.read(args.image) if args.image else None,
-                  last_image=Video.read(args.last_image) if args.last_image else None)
-    _wrote(args, run_to_file(args.model, args.out, "generate", args.prompt, **_outputs(args, args.prompt), **kwargs))
+    from .pipeline import given_frames
+
+    def inputs(s):
+        size = {"height": s["height"], "width": s["width"]}
+        still = (lambda path: _read(path, args.fit, **size) if path else None)
+        images = {"image": still(args.image), "last_image": still(args.last_image),
+                  "keyframes": _keyframes(args.keyframe, size, args.fit)}
+        given_frames(**images, frames=s["frames"])  # (a long video's: in its first window)
+        return (args.prompt,), images
+    _generating(args, "generate", inputs, args.prompt, fit=args.fit,
+                **_sampling(args, "frames", "height", "width", "fps", "seconds"))
 
 
 def cmd_extend(args) -> None:
-    from .pipeline import run_to_file
-    from .video import Video
-    kwargs = _sampling(args, "frames", "context", "fit")
-    _wrote(args, run_to_file(args.model, args.out, "extend", Video.read(args.video), args.prompt, args.seconds,
-                             progress=not args.json, **_outputs(args, f"{args.video} extended: {args.prompt}"),
-                             **kwargs))
+    def inputs(s):
+        source = _read(args.video, args.fit, fps=s["fps"], height=s["height"], width=s["width"])
+        return (source, args.prompt, args.seconds), {}
+    _generating(args, "extend", inputs, f"{args.video} extended: {args.prompt}",
+                **_sampling(args, "frames", "context", "fit"))
 
 
 def cmd_interpolate(args) -> None:
-    from .pipeline import run_to_file
-    from .video import Video
-    kwargs = _sampling(args, "frames", "height", "width", "fps", "fit")
-    _wrote(args, run_to_file(args.model, args.out, "interpolate", Video.read(args.first), Video.read(args.last),
-                             args.prompt, progress=not args.json, **_outputs(args, f"{args.first} -> {args.last}"),
-                             **kwargs))
+    def inputs(s):
+        size = {"height": s["height"], "width": s["width"]}
+        return (_read(args.first, args.fit, **size), _read(args.last, args.fit, **size), args.prompt), {}
+    _generating(args, "interpolate", inputs, f"{args.first} -> {args.last}",
+                **_sampling(args, "frames", "height", "width", "fps", "fit"))
 
 
 def cmd_edit(args) -> None:
-    from .pipeline import run_to_file
-    from .video import Video
-    kwargs = _sampling(args, "strength", "fit")
-    mask = Video.read(args.mask) if args.mask else None
-    _wrote(args, run_to_file(args.model, args.out, "edit", Video.read(args.video), args.prompt, mask=mask,
-                             progress=not args.json, **_outputs(args, f"{args.video} edited: {args.prompt}"),
-                             **kwargs))
+    def inputs(s):
+        target = {"fps": s["fps"], "height": s["height"], "width": s["width"]}
+        mask = _read(args.mask, args.fit, **target) if args.mask else None
+        return (_read(args.video, args.fit, **target), args.prompt), {"mask": mask}
+    _generating(args, "edit", inputs, f"{args.video} edited: {args.prompt}", **_sampling(args, "strength", "fit"))
 
 
 def cmd_train(args) -> None:
@@ -387,9 +494,15 @@ def cmd_export(args) -> None:
     import torch
 
     from .checkpoint import export_model
-    from .pipeline import model_folder
-    defaults = {k: getattr(args, k) for k in ("steps", "guidance", "guidance_interval") if getattr(args, k) is not None}
-    out = export_model(model_folder(args.model), args.out, getattr(torch, args.dtype), defaults)
+    from .errors import WriteError
+    from .pipeline import check_sampling, model_folder
+    # the defaults are checked before anything is written: a copy that `generate` would refuse is never made
+    defaults = check_sampling(args.steps, args.guidance, args.guidance_interval)
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise WriteError(f"cannot write {out}: it exists{' and is not empty' if out.is_dir() else ''}; export "
+                         f"writes a new model folder (name one that does not exist, or an empty folder)")
+    out = export_model(model_folder(args.model), out, getattr(torch, args.dtype), defaults)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size, "defaults": defaults},
           [f"wrote {out} ({size / 2 ** 20:.1f} MB, {args.dtype} weights)"])
@@ -397,9 +510,11 @@ def cmd_export(args) -> None:
 
 def cmd_classify(args) -> None:
     from .models.classifier import classify, load_classifier
-    from .video import Video
     t0 = time.perf_counter()
-    result = {"video": args.video, **classify(Video.read(args.video), load_classifier(args.model))}
+    model = load_classifier(args.model)
+    c = model.config
+    video = _read(args.video, "crop", fps=c.fps, height=c.size, width=c.size)  # the classifier's input
+    result = {"video": args.video, **classify(video, model)}
     result["seconds"] = round(time.perf_counter() - t0, 3)
     lines = [result["caption"]]
     lines += [f"  object {i + 1}: {o['size']} {o['color']} {o['shape']}, {o['motion']}"
@@ -414,14 +529,15 @@ def cmd_classify(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval_suite import check_num, evaluate, writable_folder, write_json, write_report
+    from .eval_suite import check_json_path, check_report_folder, evaluate, write_json, write_report
     from .models.classifier import load_classifier
     from .pipeline import load
     from .metrics import load_i3d
-    check_num(args.num)  # cheap checks and everything that can fail before the long part
-    for folder in (Path(args.json).parent if args.json else None, args.report):
-        if folder:
-            writable_folder(Path(folder))
+    # everything that can fail before the long part: where the results go (nothing is created yet)
+    if args.json:
+        check_json_path(args.json)
+    if args.report:
+        check_report_folder(args.report)
     classifier = load_classifier(args.classifier)
     i3d = load_i3d(args.i3d) if args.i3d else None
     pipe = load(args.model)
@@ -471,7 +587,30 @@ def cmd_dataset_export(args) -> None:
 
 # ------------------------------------------------------------------ entry point
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n")).strip() or type(e).__name__
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """What to say for an allocation that failed (an environment condition, not a bug), else None.
+    torch raises a RuntimeError on the CPU, torch.OutOfMemoryError on CUDA, numpy a MemoryError."""
+    text = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or (isinstance(e, RuntimeError) and "can't allocate memory" in text)):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text)
+    detail = f"{int(asked.group(1)) / 2**30:.1f} GiB more was asked for" if asked else "an allocation failed"
+    return (f"out of memory ({detail}); ask for less: fewer frames, a smaller size or fewer clips, "
+            f"or free memory for kinema")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # a path given in another encoding comes in with surrogate escapes: print it back as its bytes
+    if hasattr(sys.stdout, "reconfigure"):
+        try:
+            sys.stdout.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -482,11 +621,17 @@ def main(argv: list[str] | None = None) -> int:
     except KinemaError as e:
         if getattr(args, "debug", False):
             raise
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {_one_line(e)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except (MemoryError, RuntimeError) as e:
+        message = _out_of_memory(e)
+        if message is None or getattr(args, "debug", False):
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        return EXIT_USAGE
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from pathlib import Path
 
@@ -31,10 +32,12 @@ from .atomic import atomic_path
 from .data.synthetic import SyntheticClips
 from .errors import InputError, WriteError
 from .models.classifier import ATTRIBUTES, classifier_features, load_classifier, readings
+from .pipeline import MAX_EVAL_CLIPS, check_seed
 from .video import Video
 from .viz import contact_sheet
 
-MAX_NUM = 2048
+MAX_NUM = MAX_EVAL_CLIPS
+REPORT_FILES = ("index.html", "generated.png", "real.png")  # what write_report writes into its folder
 
 
 def attribute_values(attrs: dict) -> dict:
@@ -68,9 +71,15 @@ def adherence_by_count(read: list[dict], truth: list[dict]) -> dict:
 
 
 def check_num(num: int) -> int:
-    if not isinstance(num, int) or not 2 <= num <= MAX_NUM:
-        raise InputError(f"--num must be between 2 and {MAX_NUM}, got {num}")
+    if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= MAX_NUM:
+        raise InputError(f"--num must be a whole number between 2 and {MAX_NUM}, got {num!r}")
     return num
+
+
+def _clip_seed(seed: int, j: int) -> int:
+    """Clip j's noise seed: its own, so a clip does not depend on its batch (wrapped into the seed
+    range; unchanged for ordinary seeds)."""
+    return (seed * 1_000_003 + j) % 2**63
 
 
 def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classifier=None, i3d=None,
@@ -79,6 +88,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
     """All figures for `pipe` (a Pipeline, or None to score only real-vs-real) as one dict, and
     the clips (for the report) under the "_clips" key."""
     check_num(num)
+    seed = check_seed(seed)
     timings, t0 = {}, time.perf_counter()
     classifier = classifier or load_classifier()
     d = pipe.defaults if pipe is not None else {"frames": 17, "height": 64, "width": 64, "fps": 8.0}
@@ -93,7 +103,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
         from tqdm.auto import tqdm
         for i in tqdm(range(0, num, batch), desc="generating", unit="batch", disable=not progress):
             caps = [c.caption for c in real[i: i + batch]]
-            seeds = [seed * 1_000_003 + j for j in range(i, i + len(caps))]  # clip j's noise: its own seed
+            seeds = [_clip_seed(seed, j) for j in range(i, i + len(caps))]
             generated += pipe.generate(caps, steps=steps, guidance=guidance, guidance_interval=guidance_interval,
                                        seed=seeds, progress=False)
         timings["generate"] = time.perf_counter() - t
@@ -147,7 +157,7 @@ def evaluate(pipe, num: int = 256, split: str = "heldout", seed: int = 0, classi
 
 def write_report(result: dict, folder: str | Path, show: int = 8) -> Path:
     """An HTML page with the metric table and side-by-side PNG grids of generated and real clips."""
-    folder = writable_folder(Path(folder))
+    folder = writable_folder(check_report_folder(folder))
     clips = result["_clips"]
     n = min(show, len(clips["captions"]))
     images = []
@@ -182,13 +192,50 @@ def writable_folder(folder: Path) -> Path:
     return folder
 
 
+def _can_make(path: Path, what: str) -> None:
+    """`path` is absent (and the nearest folder above it that exists is writable) or a regular
+    file in a writable folder: never a device, FIFO or folder, which a write would replace."""
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise WriteError(f"cannot write {what} {path}: it exists and is not a regular file "
+                             f"(a folder, device or FIFO); kinema never replaces one")
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise WriteError(f"cannot write {what} {path}: {above} is not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write {what} {path}: folder {above} is not writable")
+
+
+def check_json_path(path) -> Path:
+    """Check before the evaluation that `eval --json PATH` can be written (nothing is created)."""
+    path = Path(path)
+    _can_make(path, "the JSON file")
+    return path
+
+
+def check_report_folder(folder) -> Path:
+    """Check before the evaluation that `eval --report DIR` can be written: a folder (or nothing)
+    whose report files, if there, are regular files (nothing is created)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise WriteError(f"cannot write the report into {folder}: it exists and is not a folder")
+    if folder.is_dir():
+        for name in REPORT_FILES:
+            _can_make(folder / name, "the report file")
+    else:
+        _can_make(folder, "the report folder")
+    return folder
+
+
 def public(result: dict) -> dict:
     """The JSON-ready part of a result."""
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
+    path = check_json_path(path)
     writable_folder(path.parent)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(public(result), indent=1))

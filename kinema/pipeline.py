@@ -10,6 +10,8 @@ The same seed gives the same video.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
 import warnings
@@ -27,16 +29,35 @@ from .diffusion.sampling import SAMPLERS, cfg, timesteps
 from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
-from .models.transformer import TransformerConfig, VideoTransformer
+from .models.transformer import PATCHES, TransformerConfig, VideoTransformer
 from .runtime import autocast, compile_for_inference, default_device, peak_memory_mb
-from .video import MAX_SIDE, Video, check_fit, check_fps, check_frames
+from .video import MAX_SIDE, MAX_TOTAL_PIXELS, Video, check_fit, check_fps, check_frames, check_output
 from .viz import contact_sheet
 
 SPATIAL, TEMPORAL = 8, 4  # autoencoder compression
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default"  # the model kinema ships (docs/MODEL_CARD.md)
+DEFAULTS = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
+            "guidance_interval": [0.0, 1.0]}  # what a model folder's index does not say
+
+# ------------------------------------------------------------------ limits
+# What one call may ask for, checked before anything is loaded or allocated; a 24 GB machine
+# serves any request inside them. The memory figures are peak RSS of `generate` with the shipped
+# model on a 2-core CPU (README, "Resource limits"): ~100 MB + ~380 bytes per output pixel, mostly
+# the autoencoder's decoder; the transformer's share is small, but its attention time grows with
+# the square of its tokens.
+MAX_SEED = 2**63 - 1  # seeds are signed 64-bit everywhere (torch, numpy, JSON readers)
+MAX_PROMPT_CHARS = 10_000  # the text encoder reads the first 64 tokens (a few hundred characters)
+MAX_PROMPTS = 256  # prompts (clips) in one call; eval batches 16
+MAX_PASS_FRAMES = 4 * 32 + 1  # frames in one pass; longer videos are made window by window (seconds=)
+MAX_CALL_PIXELS = 2**24  # clips x frames x height x width in one call: ~6.5 GB peak
+MAX_CLIP_TOKENS = 8192  # transformer tokens a clip: one guided step ~20 s on 2 cores (0.6 s at 1,280)
+MAX_LONG_PIXELS = MAX_TOTAL_PIXELS  # all frames of a long video (kept as uint8 frames: ~800 MB)
+MAX_EVAL_CLIPS = 2048  # clips per set in `kinema eval` (4 sets of N 17x64x64 clips and their features)
 MAX_STEPS = 1000
+MAX_GUIDANCE = 30.0
 MAX_SECONDS = 600.0  # longest extension / long generation
-MAX_EDIT_FRAMES = 4 * 32 + 1  # frames edited in one pass
+MAX_EDIT_FRAMES = MAX_PASS_FRAMES  # frames edited in one pass
+DEVICES = "cpu, cuda or cuda:N"
 
 
 def model_folder(path: str | Path) -> Path:
@@ -53,13 +74,191 @@ def load_autoencoder(path: str | Path) -> VideoAutoencoder:
     return load_component(folder / "autoencoder", lambda c: VideoAutoencoder(AutoencoderConfig.from_dict(c)))
 
 
-def _check_side(name: str, n: int, stride: int) -> int:
-    if not isinstance(n, int) or n < stride or n > MAX_SIDE or n % stride:
-        lo = max(stride, n // stride * stride) if isinstance(n, int) else stride
-        hint = f"{lo} or {lo + stride}" if isinstance(n, int) and n > stride and n % stride else f"{lo}"
-        raise InputError(f"{name} must be a multiple of {stride} between {stride} and {MAX_SIDE}, got {n}; "
+# ------------------------------------------------------------------ checks (shared with the CLI)
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and math.isfinite(v)
+
+
+def check_seed(seed) -> int:
+    """A seed: a whole number in 0 ... MAX_SEED (2**63 - 1)."""
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be a whole number between 0 and {MAX_SEED} (2**63 - 1), got {seed!r}")
+    return int(seed)
+
+
+def check_seeds(seed, clips: int):
+    """One seed for a batch, or a list of one seed per clip."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != clips:
+            raise InputError(f"got {len(seed)} seeds for {clips} prompts: give one seed, or one per prompt")
+        return [check_seed(s) for s in seed]
+    return check_seed(seed)
+
+
+def _derive(seed: int, k: int) -> int:
+    """The k-th seed after `seed`, wrapped into the seed range (unchanged for ordinary seeds)."""
+    return (seed + k) % (MAX_SEED + 1)
+
+
+def check_prompt(prompt, what: str = "prompt") -> str:
+    """Text the text encoder can read: a str of at most MAX_PROMPT_CHARS characters, valid UTF-8
+    (a command line in another encoding arrives with surrogate escapes such as '\\udcff')."""
+    if not isinstance(prompt, str):
+        raise InputError(f"{what} must be text (a str), got {type(prompt).__name__} {prompt!r:.80}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"{what} is {len(prompt):,} characters, over the limit of {MAX_PROMPT_CHARS:,} (the text "
+                         f"encoder reads only the first 64 tokens, a few hundred characters): shorten it")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{what} is not valid text: character {e.start} ({prompt[e.start]!r}) is not UTF-8; "
+                         f"give the prompt in UTF-8 (check the terminal's encoding)") from None
+    return prompt
+
+
+def check_prompts(prompt) -> list[str]:
+    """A prompt, or a non-empty list of at most MAX_PROMPTS prompts, as a list."""
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, (list, tuple)) or not 1 <= len(prompts) <= MAX_PROMPTS:
+        raise InputError(f"prompt must be a str or a list of 1 to {MAX_PROMPTS} str, got {prompt!r:.80}")
+    return [check_prompt(p) for p in prompts]
+
+
+def check_sampling(steps=None, guidance=None, guidance_interval=None) -> dict:
+    """The sampling settings given (None: not given), checked: the Pipeline checks them at every
+    call and `kinema export` before writing them into a model's defaults."""
+    out = {}
+    if steps is not None:
+        if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
+            raise InputError(f"steps must be a whole number between 1 and {MAX_STEPS}, got {steps!r}")
+        out["steps"] = int(steps)
+    if guidance is not None:
+        if not _is_real(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+            raise InputError(f"guidance must be a finite number between 0 and {MAX_GUIDANCE:g} (1 disables it), "
+                             f"got {guidance!r}")
+        out["guidance"] = float(guidance)
+    if guidance_interval is not None:
+        iv = guidance_interval
+        if not (isinstance(iv, (list, tuple)) and len(iv) == 2 and all(map(_is_real, iv))
+                and 0.0 <= iv[0] <= iv[1] <= 1.0):
+            raise InputError(f"the guidance interval must be two times LO,HI with 0 <= LO <= HI <= 1, e.g. 0,0.75; "
+                             f"got {iv!r}")
+        out["guidance_interval"] = (float(iv[0]), float(iv[1]))
+    return out
+
+
+def check_seconds(seconds) -> float:
+    if not _is_real(seconds) or not 0 < seconds <= MAX_SECONDS:
+        raise InputError(f"seconds must be a finite number in (0, {MAX_SECONDS:g}], got {seconds!r}")
+    return float(seconds)
+
+
+def check_strength(strength) -> float:
+    if not _is_real(strength) or not 0 <= strength <= 1:
+        raise InputError(f"strength must be a finite number between 0 and 1, got {strength!r}")
+    return float(strength)
+
+
+def check_shift(shift):
+    """The sampling schedule's shift, or None (it then grows with the token count)."""
+    if shift is not None and (not _is_real(shift) or not 0 < shift <= 100):
+        raise InputError(f"shift must be a finite number in (0, 100] or None, got {shift!r}")
+    return shift
+
+
+def check_pass_frames(frames) -> int:
+    """Frames of one pass: 4k+1, at most MAX_PASS_FRAMES."""
+    if not _is_int(frames):
+        raise InputError(f"frames must be a whole number of the form 4k+1 (1, 5, 9, ..., {MAX_PASS_FRAMES}), "
+                         f"got {frames!r}")
+    if frames > MAX_PASS_FRAMES:
+        raise InputError(f"frames={frames} is over the limit of {MAX_PASS_FRAMES} frames in one pass; make long "
+                         f"videos window by window with --seconds (Python: generate(..., seconds=S))")
+    return check_frames(int(frames))
+
+
+def _check_side(name: str, n, stride: int) -> int:
+    top = MAX_SIDE // stride * stride
+    if not _is_int(n):
+        raise InputError(f"{name} must be a whole number of pixels, a multiple of {stride} between {stride} and "
+                         f"{top}, got {n!r}")
+    if n < stride or n > top or n % stride:
+        lo = min(max(stride, n // stride * stride), top)
+        hint = f"{lo} or {lo + stride}" if stride < n < top and n % stride else f"{lo}"
+        raise InputError(f"{name} must be a multiple of {stride} between {stride} and {top}, got {n}; "
                          f"nearest valid: {hint}")
-    return n
+    return int(n)
+
+
+def check_budget(clips: int, frames: int, height: int, width: int, patch: int) -> None:
+    """Refuse a call over MAX_CALL_PIXELS or MAX_CLIP_TOKENS before anything is allocated."""
+    pixels = clips * frames * height * width
+    if pixels > MAX_CALL_PIXELS:
+        what = f"{clips} clips x " if clips > 1 else ""
+        fewer = ", a smaller size or fewer prompts a call" if clips > 1 else " or a smaller size"
+        raise InputError(f"{what}{frames} frames x {height}x{width} is {pixels:,} pixels, over the limit of "
+                         f"{MAX_CALL_PIXELS:,} a call (~6.5 GB of memory): ask for fewer frames{fewer}; long "
+                         f"videos go window by window with --seconds")
+    tokens = (1 + (frames - 1) // TEMPORAL) * (height // (SPATIAL * patch)) * (width // (SPATIAL * patch))
+    if tokens > MAX_CLIP_TOKENS:
+        raise InputError(f"{frames} frames at {height}x{width} make {tokens:,} transformer tokens, over the limit of "
+                         f"{MAX_CLIP_TOKENS:,} a clip (attention time grows with the square of the tokens): ask "
+                         f"for a smaller size or fewer frames; long videos go window by window with --seconds")
+
+
+def check_long(frames: int, height: int, width: int) -> None:
+    """A long video's frames are all kept in memory: at most MAX_LONG_PIXELS pixels in all."""
+    if frames * height * width > MAX_LONG_PIXELS:
+        most = MAX_LONG_PIXELS // (height * width)
+        raise InputError(f"{frames:,} frames of {height}x{width} are over the limit of {MAX_LONG_PIXELS:,} pixels "
+                         f"for one video: at most {most:,} frames at this size; ask for fewer seconds, a lower "
+                         f"fps or a smaller size")
+
+
+def check_device(device) -> torch.device:
+    """A device this machine has: cpu, or cuda (cuda:N) where CUDA is available."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {device!r}; use {DEVICES}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: CUDA is not available on this machine; use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 ... cuda:{count - 1}")
+    elif dev.type != "cpu":
+        raise InputError(f"device {device!r} is not supported; use {DEVICES}")
+    return dev
+
+
+def _check_video(v, what: str) -> Video:
+    if not isinstance(v, Video):
+        raise InputError(f"{what} must be a kinema.Video (e.g. Video.read(path)), got {type(v).__name__}")
+    return v
+
+
+def settings(defaults: dict, patch: int, frames=None, height=None, width=None, fps=None, steps=None,
+             guidance=None, sampler="heun", interval=None, clips: int = 1) -> dict:
+    """A call's settings (None: the model's `defaults`), every one checked, and the call's size
+    checked against the limits: what a Pipeline mode checks first, and `preflight` before loading."""
+    d = {**DEFAULTS, **defaults}
+    frames = check_pass_frames(d["frames"] if frames is None else frames)
+    stride = SPATIAL * patch
+    height = _check_side("height", d["height"] if height is None else height, stride)
+    width = _check_side("width", d["width"] if width is None else width, stride)
+    fps = check_fps(d["fps"] if fps is None else fps)
+    if sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    sampling = check_sampling(d["steps"] if steps is None else steps, d["guidance"] if guidance is None else guidance,
+                              d["guidance_interval"] if interval is None else interval)
+    check_budget(clips, frames, height, width, patch)
+    return {"frames": frames, "height": height, "width": width, "fps": fps, "sampler": sampler, **sampling}
 
 
 class Pipeline:
@@ -68,23 +267,22 @@ class Pipeline:
     def __init__(self, autoencoder: VideoAutoencoder, transformer: VideoTransformer, text_encoder,
                  defaults: dict | None = None, device: torch.device | None = None):
         self.autoencoder, self.transformer, self.text_encoder = autoencoder, transformer, text_encoder
-        self.defaults = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
-                         "guidance_interval": [0.0, 1.0], **(defaults or {})}
+        self.defaults = {**DEFAULTS, **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
         self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
         folder = model_folder(path)
+        device = check_device(device) if device is not None else default_device()
         index = read_index(folder)
         for name in ("autoencoder", "transformer"):
             if not (folder / name).is_dir():
                 raise CheckpointError(f"{folder}: has no {name} (train one with `kinema train {name}`)")
-        device = torch.device(device) if device else default_device()
         ae = load_autoencoder(folder).to(device).eval()
         tr = load_component(folder / "transformer", lambda c: VideoTransformer(TransformerConfig.from_dict(c)))
         text = load_text_encoder(index.get("text_encoder", "minilm")).to(device)
-        return cls(ae, tr.to(device).eval(), text, index.get("defaults"), device)
+        return cls(ae, tr.to(device).eval(), text, model_spec(folder)[0], device)
 
     def compile(self) -> "Pipeline":
         """torch.compile the transformer and the decoder for sampling (see `compile_for_inference`):
@@ -97,34 +295,17 @@ class Pipeline:
         return self
 
     # -- settings shared by every mode
-    def _settings(self, frames, height, width, fps, steps, guidance, sampler, interval=None) -> dict:
-        d = self.defaults
-        frames = check_frames(frames if frames is not None else d["frames"])
-        stride = SPATIAL * self.transformer.config.patch
-        height = _check_side("height", height if height is not None else d["height"], stride)
-        width = _check_side("width", width if width is not None else d["width"], stride)
-        fps = check_fps(fps if fps is not None else d["fps"])
-        steps = steps if steps is not None else d["steps"]
-        guidance = float(guidance if guidance is not None else d["guidance"])
-        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise InputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-        if not 0 <= guidance <= 30:
-            raise InputError(f"guidance must be between 0 and 30, got {guidance}")
-        if sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}")
-        interval = tuple(float(v) for v in (interval if interval is not None else d["guidance_interval"]))
-        if len(interval) != 2 or not 0.0 <= interval[0] <= interval[1] <= 1.0:
-            raise InputError(f"the guidance interval must be two times LO,HI with 0 <= LO <= HI <= 1, got {interval}")
-        return {"frames": frames, "height": height, "width": width, "fps": fps, "steps": steps,
-                "guidance": guidance, "sampler": sampler, "guidance_interval": interval}
+    def _settings(self, frames, height, width, fps, steps, guidance, sampler, interval=None, clips=1) -> dict:
+        return settings(self.defaults, self.transformer.config.patch, frames, height, width, fps, steps, guidance,
+                        sampler, interval, clips)
 
     def _noise(self, B: int, shape: tuple, seed) -> torch.Tensor:
-        if isinstance(seed, (list, tuple)):
-            if len(seed) != B:
-                raise InputError(f"got {len(seed)} seeds for {B} prompts")
-            x = torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(int(s))) for s in seed])
+        """Noise for B clips from one seed, or from a list of B seeds (one per clip)."""
+        seed = check_seeds(seed, B)
+        if isinstance(seed, list):
+            x = torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(s)) for s in seed])
         else:
-            x = torch.randn((B, *shape), generator=torch.Generator().manual_seed(int(seed)))
+            x = torch.randn((B, *shape), generator=torch.Generator().manual_seed(seed))
         return x.to(self.device)
 
     def _latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -238,8 +419,6 @@ class Pipeline:
         given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
         clean = self._no_tokens(given)
         for i, image in sorted(images.items()):
-            if not isinstance(i, int) or not 0 <= i < s["frames"]:
-                raise InputError(f"frame index {i} is outside the video's frames 0 ... {s['frames'] - 1}")
             still = Video(np.repeat(image.frames[:1], 1 if i == 0 else 1 + TEMPORAL, 0), s["fps"])
             k = latent_frame(i)
             given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
@@ -285,31 +464,43 @@ class Pipeline:
 
         `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
         then `extend` for the rest; keyframes past the first window are refused."""
-        s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
+        prompts = check_prompts(prompt)
         if seconds is not None:
-            if not isinstance(prompt, str) or not 0 < seconds <= MAX_SECONDS:
-                raise InputError(f"a long video takes one prompt and seconds in (0, {MAX_SECONDS}], got {seconds}")
-            common = {"steps": s["steps"], "guidance": s["guidance"], "sampler": sampler, "shift": shift,
-                      "guidance_interval": s["guidance_interval"]}
-            first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
-                                  width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
-                                  keyframes=keyframes, fit=fit, progress=False, **common)
-            rest = seconds - first.duration
-            if rest <= 0:
-                return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
-            return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
-                               fps=s["fps"], seed=int(seed) + 1, clock=first.duration, progress=progress, **common)
+            return self._long(prompt, seconds, frames=frames, height=height, width=width, fps=fps, steps=steps,
+                              guidance=guidance, seed=seed, sampler=sampler, shift=shift, image=image,
+                              last_image=last_image, keyframes=keyframes, fit=fit,
+                              guidance_interval=guidance_interval, progress=progress)
+        s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval, len(prompts))
+        images = given_frames(image, last_image, keyframes, s["frames"])
+        seed, fit, shift = check_seeds(seed, len(prompts)), check_fit(fit), check_shift(shift)
         self.windows = 0
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        images = dict(keyframes or {})
-        for i, im in ((0, image), (s["frames"] - 1, last_image)):
-            if im is not None:
-                images[i] = im
-        given, clean = self._frame_conditions(images, s, check_fit(fit)) if images else (None, None)
         x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
+        given, clean = self._frame_conditions(images, s, fit) if images else (None, None)
         z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress)
         videos = self._lock(self._decode(z, s["fps"]), images, s, fit)
         return videos[0] if isinstance(prompt, str) else videos
+
+    def _long(self, prompt, seconds, *, frames, height, width, fps, seed, image, last_image, keyframes, fit,
+              progress, **common) -> Video:
+        """generate(seconds=...): a first window, then `extend` for the rest."""
+        if not isinstance(prompt, str):
+            raise InputError(f"a long video (seconds=) takes one prompt or prompt schedule, not a "
+                             f"{type(prompt).__name__}")
+        seconds, seed = check_seconds(seconds), check_seed(seed)
+        s = self._settings(frames, height, width, fps, common["steps"], common["guidance"], common["sampler"],
+                           common["guidance_interval"])
+        check_long(round(seconds * s["fps"]), s["height"], s["width"])
+        check_context(2, s["frames"])  # what `extend` continues it with
+        common.update(steps=s["steps"], guidance=s["guidance"], guidance_interval=s["guidance_interval"])
+        first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
+                              width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
+                              keyframes=keyframes, fit=fit, progress=False, **common)
+        rest = seconds - first.duration
+        if rest <= 0:
+            return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
+        return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
+                           fps=s["fps"], seed=_derive(seed, 1), clock=first.duration, progress=progress,
+                           **common)
 
     # -- long videos, window by window
     @torch.no_grad()
@@ -324,17 +515,17 @@ class Pipeline:
         Only one window is ever in the model, so memory stays flat with length. `prompt` may be a
         schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
         new part, plus `clock`): each window follows the prompt in force where it starts."""
+        _check_video(video, "the video to extend")
+        schedule = prompt_schedule(check_prompt(prompt))
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
-        if not 0 < seconds <= MAX_SECONDS:
-            raise InputError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
-        T_lat = 1 + (s["frames"] - 1) // TEMPORAL
-        if not 1 <= context < T_lat:
-            raise InputError(f"context must be between 1 and {T_lat - 1} latent frames for {s['frames']}-frame windows")
-        schedule = prompt_schedule(prompt)
-        out = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit)).frames
+        seconds, seed, fit, shift = check_seconds(seconds), check_seed(seed), check_fit(fit), check_shift(shift)
+        context = check_context(context, s["frames"])
+        todo = round(seconds * s["fps"])
+        check_long(todo, s["height"], s["width"])
+        out = video.resample(s["fps"]).resize(s["height"], s["width"], fit).frames
+        check_long(len(out) + todo, s["height"], s["width"])
         keep = 1 + TEMPORAL * (context - 1)  # pixel frames of context
         new_per_window = s["frames"] - keep
-        todo = round(seconds * s["fps"])
         windows = -(-todo // new_per_window)
         chunks, made = [out], 0
         ctx = out[-keep:]  # the last frames so far: what the next window continues
@@ -346,7 +537,7 @@ class Pipeline:
             given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
             clean = self._no_tokens(given)
             clean[:, :context] = True
-            x = self._noise(1, given.shape[1:], seed + w)
+            x = self._noise(1, given.shape[1:], _derive(seed, w))
             text = schedule_at(schedule, clock + made / s["fps"])
             z = self._denoise([text], x, s, shift=shift, given=given, clean=clean)
             new = self._decode(z, s["fps"])[0].frames[keep:][: todo - made]
@@ -360,6 +551,7 @@ class Pipeline:
                     **kwargs) -> Video:
         """In-between frames: a clip of `frames` frames that starts at `first` (its last frame, if a
         video) and ends at `last` (its first frame), following `prompt` if one is given."""
+        first, last = _check_video(first, "the first image"), _check_video(last, "the last image")
         return self.generate(prompt, frames=frames, image=Video(first.frames[-1:], first.fps),
                              last_image=Video(last.frames[:1], last.fps), **kwargs)
 
@@ -377,12 +569,16 @@ class Pipeline:
         the mask does not touch is kept exactly as the source's, and outside the mask the output
         frames are the source's pixels (`_paste`: the decoder would otherwise let the new content
         bleed a few pixels past the edge)."""
-        strength = (1.0 if mask is not None else 0.6) if strength is None else float(strength)
-        if not 0.0 <= strength <= 1.0:
-            raise InputError(f"strength must be between 0 and 1, got {strength}")
+        _check_video(video, "the video to edit")
+        if mask is not None:
+            _check_video(mask, "the mask")
+        strength = check_strength((1.0 if mask is not None else 0.6) if strength is None else strength)
+        prompt, seed, fit, shift = check_prompt(prompt), check_seed(seed), check_fit(fit), check_shift(shift)
         s = self._settings(None, None, None, None, steps, guidance, sampler, guidance_interval)
+        resampled = max(1, round(video.num_frames * s["fps"] / video.fps))  # as Video.resample makes
+        check_budget(1, min(MAX_EDIT_FRAMES, resampled), s["height"], s["width"], self.transformer.config.patch)
         self.windows = 0
-        src = video.resample(s["fps"]).resize(s["height"], s["width"], check_fit(fit))
+        src = video.resample(s["fps"]).resize(s["height"], s["width"], fit)
         n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)
         src = Video(src.frames[:n], s["fps"])
         if strength == 0.0:
@@ -397,6 +593,22 @@ class Pipeline:
         z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress)
         out = self._decode(z, s["fps"])[0]
         return out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
+
+
+def given_frames(image, last_image, keyframes, frames: int) -> dict[int, Video]:
+    """{frame index: image} of every frame given to `generate` (image: frame 0, last_image: the
+    last frame, keyframes: {index: image}), checked against a clip of `frames` frames."""
+    if keyframes is not None and not isinstance(keyframes, dict):
+        raise InputError(f"keyframes must be a dict {{frame index: Video}}, got {type(keyframes).__name__}")
+    images = dict(keyframes or {})
+    for i, im in ((0, image), (frames - 1, last_image)):
+        if im is not None:
+            images[i] = im
+    for i, im in images.items():
+        if not _is_int(i) or not 0 <= i < frames:
+            raise InputError(f"frame index {i!r} is outside the video's frames 0 ... {frames - 1}")
+        _check_video(im, f"the image for frame {i}")
+    return {int(i): im for i, im in images.items()}
 
 
 def latent_frame(i: int) -> int:
@@ -429,13 +641,18 @@ def schedule_at(schedule: list[tuple[float, str]], second: float) -> str:
 
 
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
-    """The pipeline in a model folder (or a training run that holds one); None: the shipped default."""
+    """The pipeline in a model folder (or a training run that holds one); None: the shipped default.
+    `device`: cpu, cuda or cuda:N (default: cuda where available, else cpu)."""
+    return Pipeline.from_folder(_model_path(path), device)
+
+
+def _model_path(path) -> Path:
     if path is None:
         path = shipped_model()
         if path is None:
             raise CheckpointError(f"the shipped default model is missing from {DEFAULT_MODEL} (an incomplete "
                                   f"install?); pass a model folder: --model DIR, or kinema.load(DIR)")
-    return Pipeline.from_folder(path, device)
+    return model_folder(path)
 
 
 def shipped_model() -> Path | None:
@@ -443,16 +660,78 @@ def shipped_model() -> Path | None:
     return DEFAULT_MODEL if (DEFAULT_MODEL / "model_index.json").is_file() else None
 
 
-def run_to_file(path_model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",
-                compile: bool = False, **kwargs) -> dict:
-    """Load a model, run one of its modes (`generate`, `extend`, `interpolate`, `edit`), save the
-    video (and a PNG contact sheet of it to `sheet`, captioned); returns what was done (for
-    `--json`): frames, size, seconds of video, wall seconds, windows (long videos) and the process's
-    peak memory."""
-    if sheet is not None and Path(sheet).suffix.lower() != ".png":
+def model_spec(model) -> tuple[dict, int]:
+    """A model's sampling defaults and transformer patch: a Pipeline's, or a model folder's read
+    from its JSON alone (no weights; None: the shipped model)."""
+    if isinstance(model, Pipeline):
+        return model.defaults, model.transformer.config.patch
+    folder = _model_path(model)
+    defaults = read_index(folder).get("defaults") or {}
+    try:
+        patch = json.loads((folder / "transformer" / "config.json").read_text()).get("patch", 2)
+    except (OSError, ValueError, AttributeError):
+        raise CheckpointError(f"{folder}: has no readable transformer/config.json (train one with "
+                              f"`kinema train transformer`)") from None
+    if not isinstance(defaults, dict) or patch not in PATCHES:
+        raise CheckpointError(f"{folder}: corrupt model_index.json defaults or transformer patch {patch!r}")
+    return defaults, patch
+
+
+MODES = ("generate", "extend", "interpolate", "edit")
+
+
+def preflight(model, mode: str, *, seconds=None, **kwargs) -> dict:
+    """The checks of a `mode` call that need no weights, made from the model folder's JSON alone,
+    so a bad request fails in a moment instead of after loading (seconds); returns the call's
+    settings (size, fps, ...: what its inputs will be fitted to). The mode checks everything again."""
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    defaults, patch = model_spec(model)
+    for name, check in (("seed", check_seed), ("fit", check_fit), ("strength", check_strength),
+                        ("shift", check_shift)):
+        if kwargs.get(name) is not None:
+            check(kwargs[name])
+    s = settings(defaults, patch, *(kwargs.get(k) for k in ("frames", "height", "width", "fps", "steps", "guidance")),
+                 kwargs.get("sampler", "heun"), kwargs.get("guidance_interval"))
+    if mode == "extend" or seconds is not None:  # (a long video is extended with the default context)
+        check_context(kwargs.get("context", 2), s["frames"])
+    if seconds is not None:
+        check_long(round(check_seconds(seconds) * s["fps"]), s["height"], s["width"])
+    return s
+
+
+def check_context(context, frames: int) -> int:
+    """Latent frames of context of a window of `frames` frames: at least 1, and fewer than its own."""
+    if not _is_int(context) or context < 1:
+        raise InputError(f"context must be a whole number of latent frames, at least 1, got {context!r}")
+    if context >= 1 + (frames - 1) // TEMPORAL:
+        raise InputError(f"windows of {frames} frames leave nothing to add after {context} latent frames of "
+                         f"context ({1 + TEMPORAL * (context - 1)} frames): make windows of at least "
+                         f"{1 + TEMPORAL * context} frames (--frames), or give less context")
+    return int(context)
+
+
+def check_sheet(sheet) -> Path | None:
+    """A contact sheet's path (or None): a PNG that can be written."""
+    if sheet is None:
+        return None
+    if Path(sheet).suffix.lower() != ".png":
         raise InputError(f"--sheet writes a PNG image: give a path ending in .png, got {str(sheet)!r}")
+    return check_output(sheet, frames=1)
+
+
+def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",
+                compile: bool = False, **kwargs) -> dict:
+    """Run one of a model's modes (`generate`, `extend`, `interpolate`, `edit`), save the video
+    (and a PNG contact sheet of it to `sheet`, captioned); returns what was done (for `--json`):
+    frames, size, seconds of video, wall seconds, windows (long videos) and the process's peak
+    memory. `model` is a Pipeline, or a model folder (None: the shipped model) loaded after the
+    outputs and the settings are checked (`check_output`, `preflight`): nothing is loaded or
+    generated for a request that would fail."""
     t0 = time.perf_counter()
-    pipe = load(path_model)
+    s = preflight(model, mode, **kwargs)
+    out, sheet = check_output(out, fps=s["fps"]), check_sheet(sheet)
+    pipe = model if isinstance(model, Pipeline) else load(model)
     if compile:
         pipe.compile()
     video = getattr(pipe, mode)(*args, **kwargs)

@@ -10,6 +10,7 @@ import pytest
 from kinema.cli import main
 from kinema.config import preset
 from kinema.data.synthetic import SyntheticClips
+from kinema.errors import InputError, WriteError
 from kinema.eval_suite import adherence, adherence_by_count, attribute_values, evaluate
 from kinema.models.classifier import ATTRIBUTES, classify, load_classifier
 from kinema.pipeline import load
@@ -112,9 +113,10 @@ def test_adherence_by_count_splits_the_clips_by_their_number_of_objects():
 
 def test_eval_bad_input(runs, tmp_path, capsys):
     for num in ("1", "5000"):
-        code = main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", num])
-        err = capsys.readouterr().err
-        assert code == 2 and "--num must be between 2 and" in err and err.count("\n") == 1
+        with pytest.raises(SystemExit) as e:  # argparse's range check
+            main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", num])
+        code, err = e.value.code, capsys.readouterr().err
+        assert code == 2 and "--num: must be a whole number between 2 and 2048" in err and err.count("\n") == 1
     no_t = tmp_path / "noT"
     shutil.copytree(runs / "t2v" / "model", no_t)
     shutil.rmtree(no_t / "transformer")
@@ -126,6 +128,35 @@ def test_eval_bad_input(runs, tmp_path, capsys):
         code = main(["eval", "--model", str(runs / "t2v"), "--classifier", str(runs / "clf"), "--num", "4", *extra])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_eval_outputs_and_seed_are_checked_before_the_evaluation(tmp_path, monkeypatch):
+    """--json and --report are checked before anything runs, and nothing is created to check
+    them; a device or FIFO there is refused, never replaced; the seed is range-checked and the
+    per-clip seeds derived from it stay in range."""
+    import os
+
+    from kinema.eval_suite import _clip_seed, check_json_path, check_report_folder, write_json
+    from kinema.pipeline import MAX_SEED
+    assert check_json_path(tmp_path / "new" / "deeper" / "eval.json") and check_report_folder(tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []  # checking created nothing
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "report").mkdir()
+    os.mkfifo(tmp_path / "report" / "index.html")
+    for bad in ("/dev/null", tmp_path / "fifo", tmp_path / "report", tmp_path / "file" / "x.json"):
+        with pytest.raises(WriteError):
+            check_json_path(bad)
+    with pytest.raises(WriteError, match="not a regular file"):
+        write_json({"fvd": 1.0}, "/dev/null")
+    for bad in (tmp_path / "file", tmp_path / "report", tmp_path / "file" / "r"):
+        with pytest.raises(WriteError):
+            check_report_folder(bad)
+    for seed in (-1, 2**63, 2**64, 1.5, True):
+        with pytest.raises(InputError, match="seed must be a whole number between 0 and"):
+            evaluate(None, num=2, seed=seed, classifier=object())
+    assert _clip_seed(3, 5) == 3 * 1_000_003 + 5  # ordinary seeds: as before
+    assert 0 <= _clip_seed(MAX_SEED, 2047) <= MAX_SEED
 
 
 def test_classify_reads_a_video_and_flags_what_it_does_not_know(runs, tmp_path, capsys):

@@ -164,7 +164,7 @@ def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_sourc
         pipe.edit(clip, "x", mask=Video(video_mask[:5]), progress=False)
     assert np.array_equal(pipe.edit(clip, "x", strength=0.0, progress=False).frames, clip.frames)
     for bad in (-0.1, 1.5):
-        with pytest.raises(InputError, match="strength must be between 0 and 1"):
+        with pytest.raises(InputError, match="strength must be a finite number between 0 and 1"):
             pipe.edit(clip, "x", strength=bad, progress=False)
     with pytest.raises(InputError, match="aspect ratio"):
         pipe.edit(clip, "x", mask=Video(np.zeros((16, 32, 3), np.uint8)), progress=False)
@@ -182,7 +182,7 @@ def test_long_extension_runs_one_window_at_a_time(pipe, clip, monkeypatch):
         assert clean.all((2, 3)).tolist() == [[True, True, False]] and torch.equal(z[:, :, :2], given[:, :, :2])
     long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False)
     assert long.num_frames == 24
-    with pytest.raises(InputError, match="seconds must be in"):
+    with pytest.raises(InputError, match="seconds must be a finite number in"):
         pipe.extend(src, "x", 601, progress=False)
 
 
@@ -259,3 +259,63 @@ def test_a_compiled_pipeline_makes_the_eager_video(run, clip):
     diff = np.abs(a.frames.astype(int) - b.frames.astype(int)).mean()
     assert diff < 0.25 * np.abs(a.frames.astype(int) - other.frames.astype(int)).mean()
     assert compiled.encode(clip, 16, 16).shape == eager.encode(clip, 16, 16).shape
+
+
+def test_the_python_api_refuses_bad_input_before_any_work(pipe, clip, monkeypatch):
+    """Every argument of every mode is checked before anything is allocated or generated, with a
+    KinemaError naming the valid range: a call over a resource limit fails in well under a second."""
+    import time
+
+    from kinema.errors import KinemaError
+    from kinema.pipeline import MAX_SEED, _check_side, check_device
+    monkeypatch.setattr(pipe, "_denoise", lambda *a, **k: pytest.fail("sampling started"))
+    monkeypatch.setattr(pipe, "_noise", lambda *a, **k: pytest.fail("noise drawn"))
+    bad_generate = {
+        "empty prompt list": dict(prompt=[]), "prompt not text": dict(prompt=3),
+        "prompts not text": dict(prompt=["a", b"b"]), "prompt not UTF-8": dict(prompt="a \udcff"),
+        "prompt too long": dict(prompt="x" * 10_001), "too many prompts": dict(prompt=["x"] * 257),
+        "frames nan": dict(frames=float("nan")), "frames float": dict(frames=17.0), "frames str": dict(frames="17"),
+        "frames huge": dict(frames=4093), "frames bool": dict(frames=True),
+        "seed 2**64": dict(seed=2**64), "seed negative": dict(seed=-1), "seed over": dict(seed=MAX_SEED + 1),
+        "seed float": dict(seed=0.5), "seeds negative": dict(prompt=["a", "b"], seed=[1, -1]),
+        "height nan": dict(height=float("nan")), "height huge": dict(height=4096, width=4096),
+        "too many tokens": dict(height=1024, width=1024, frames=5),
+        "too many pixels": dict(prompt=["x"] * 200, height=256, width=256),
+        "fps inf": dict(fps=float("inf")), "steps zero": dict(steps=0), "steps float": dict(steps=2.0),
+        "guidance nan": dict(guidance=float("nan")), "guidance str": dict(guidance="4"),
+        "interval nan": dict(guidance_interval=(float("nan"), 1.0)), "sampler": dict(sampler="dpm"),
+        "shift nan": dict(shift=float("nan")), "fit": dict(fit="zoom"),
+        "image not a Video": dict(image=np.zeros((16, 16, 3), np.uint8)),
+        "keyframe index": dict(keyframes={17: clip}), "keyframe key": dict(keyframes={"0": clip}),
+        "seconds nan": dict(seconds=float("nan")), "seconds huge": dict(seconds=601),
+        "long video too big": dict(seconds=600, fps=240, height=512, width=512, frames=1),
+        "long video of a list": dict(prompt=["a"], seconds=2),
+    }
+    for name, kwargs in bad_generate.items():
+        kwargs = {"prompt": "a red ball", "progress": False, **kwargs}
+        t0 = time.perf_counter()
+        with pytest.raises(KinemaError):
+            pipe.generate(kwargs.pop("prompt"), **kwargs)
+        assert time.perf_counter() - t0 < 1.0, name
+    for call in (lambda: pipe.extend(clip, "x", float("inf"), progress=False),
+                 lambda: pipe.extend(clip, "x", 2, context=0, progress=False),
+                 lambda: pipe.extend(clip, "x", 2, seed=-1, progress=False),
+                 lambda: pipe.extend(clip.frames, "x", 2, progress=False),
+                 lambda: pipe.extend(clip, "\udcff", 2, progress=False),
+                 lambda: pipe.edit(clip, "x", strength=float("nan"), progress=False),
+                 lambda: pipe.edit(clip, "x", seed=2**64, progress=False),
+                 lambda: pipe.edit(clip, 5, progress=False),
+                 lambda: pipe.interpolate(clip, None, progress=False)):
+        with pytest.raises(KinemaError):
+            call()
+    with pytest.raises(InputError, match="nearest valid: 4096$"):  # never a value over the cap
+        _check_side("height", 4112, 16)
+    with pytest.raises(InputError, match="nearest valid: 64 or 80$"):
+        _check_side("height", 70, 16)
+    for device in ("gpu", "cuda:x", "mps", "meta", 3.5):
+        with pytest.raises(InputError, match="cpu, cuda or cuda:N"):
+            check_device(device)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            load(None, device="cuda")
+    assert check_device("cpu") == torch.device("cpu")

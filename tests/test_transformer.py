@@ -2,8 +2,10 @@ import pytest
 import torch
 
 from kinema.errors import InputError
-from kinema.models.transformer import (EXPLICIT_MAX_SCORES, MODELS, TransformerConfig, apply_rope, attention, create,
-                                       grid_positions, param_count, rope_angles)
+from kinema.models.autoencoder import AutoencoderConfig, VideoAutoencoder
+from kinema.models.classifier import ClassifierConfig
+from kinema.models.transformer import (EXPLICIT_MAX_SCORES, MODELS, TransformerConfig, VideoTransformer, apply_rope,
+                                       attention, create, grid_positions, param_count, rope_angles)
 
 C, TEXT_DIM = 8, 384
 STEPS = 400  # seeds 0-3 at 400 steps: 26.8-28.6 dB on the clip, 16.8-17.9 on the other (300 steps: seed 0 19.6)
@@ -277,3 +279,50 @@ def test_compiled_for_inference_gives_the_eager_velocity_with_frozen_weights():
         ref, out, other = model(x, t, ctx), compiled(x, t, ctx), compiled(x, t.flip(0), ctx)
     assert (out.float() - ref.float()).abs().max() < 0.05 * ref.float().abs().max()
     assert (other.float() - out.float()).abs().max() > 0.2 * ref.float().abs().max()  # a function of t
+
+
+@pytest.mark.parametrize("config, bad", [
+    (TransformerConfig, dict(patch=3)), (TransformerConfig, dict(patch="2")), (TransformerConfig, dict(dim=2.0)),
+    (TransformerConfig, dict(dim=65536)), (TransformerConfig, dict(depth=0)), (TransformerConfig, dict(depth=True)),
+    (TransformerConfig, dict(heads=[6])), (TransformerConfig, dict(mlp_ratio=float("nan"))),
+    (TransformerConfig, dict(mlp_ratio=0)), (TransformerConfig, dict(qk_norm="yes")),
+    (TransformerConfig, dict(pool_text=1)), (TransformerConfig, dict(freq_dim=255)),
+    (TransformerConfig, dict(rope_theta=float("inf"))), (TransformerConfig, dict(latent_channels=-8)),
+    (AutoencoderConfig, dict(patch=3)), (AutoencoderConfig, dict(channel_mult="1244")),
+    (AutoencoderConfig, dict(channel_mult=[1, 2, 4])), (AutoencoderConfig, dict(temporal_kernel=[1, 3, 3, 0])),
+    (AutoencoderConfig, dict(base_channels=12)), (AutoencoderConfig, dict(kl_weight=-1)),
+    (AutoencoderConfig, dict(l1_weight=float("nan"))), (AutoencoderConfig, dict(shortcuts="no")),
+    (AutoencoderConfig, dict(logvar_init=-100)),
+    (ClassifierConfig, dict(frames=1)), (ClassifierConfig, dict(size=60)), (ClassifierConfig, dict(fps=0)),
+    (ClassifierConfig, dict(widths=[])), (ClassifierConfig, dict(widths=[32, "64"])),
+    (ClassifierConfig, dict(groups=0)), (ClassifierConfig, dict(readout="mean")),
+    (ClassifierConfig, dict(differences="true")), (ClassifierConfig, dict(queries=2, readout="objects")),
+])
+def test_every_config_field_is_range_checked(config, bad):
+    """A config.json or --set model.KEY=VALUE value of the wrong type or out of range is refused
+    with the valid range, never coerced ("yes" is not True, 2.0 is not 2)."""
+    with pytest.raises(InputError, match=f"{next(iter(bad))}|widths|head dim"):
+        config(**bad)
+    with pytest.raises(InputError):
+        config.from_dict({**config().to_dict(), **bad})
+
+
+def test_a_model_size_is_counted_without_allocating():
+    """checkpoint.count_params counts on the meta device, what a loader runs before building: a
+    config.json of dim 16384, depth 64 is sized in a moment, not after 4 GB; a config error comes
+    through as itself."""
+    import time
+
+    from kinema.checkpoint import MAX_PARAMS, count_params
+
+    def build(c):
+        return VideoTransformer(TransformerConfig.from_dict(c))
+
+    assert count_params(build, MODELS["S"].to_dict()) == param_count("S")
+    assert count_params(lambda c: VideoAutoencoder(AutoencoderConfig.from_dict(c)), {}) == \
+        sum(p.numel() for p in VideoAutoencoder(AutoencoderConfig()).parameters())
+    t0 = time.perf_counter()
+    assert count_params(build, {"dim": 16384, "depth": 64, "heads": 128}) > MAX_PARAMS > param_count("L")
+    assert time.perf_counter() - t0 < 2.0
+    with pytest.raises(InputError, match="dim"):
+        count_params(build, {"dim": 65536, "depth": 64})

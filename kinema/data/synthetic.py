@@ -316,6 +316,27 @@ def render(attrs: dict, rng: np.random.Generator, frames: int, height: int, widt
     return img.astype(np.uint8)
 
 
+MAX_CLIP_FRAMES = 1024
+MAX_CLIP_PIXELS = 2**26  # frames x height x width of one clip: rendering takes ~50 bytes a pixel (~3.4 GB)
+
+
+def _whole(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < lo or (hi is not None and value > hi):
+        raise InputError(f"{name} must be a whole number {f'between {lo} and {hi}' if hi is not None else f'>= {lo}'}, "
+                         f"got {value!r}")
+    return int(value)
+
+
+def check_clip_frames(frames) -> int:
+    return _whole("frames", frames, 1, MAX_CLIP_FRAMES)
+
+
+def check_index(index, what: str = "clip index") -> int:
+    """A clip index (or a first index): a whole number >= 0."""
+    return _whole(what, index, 0)
+
+
 class SyntheticClips:
     """Map-style access: `clips[i]` is a `Clip`, identical for the same (seed, split, index)."""
 
@@ -323,10 +344,12 @@ class SyntheticClips:
                  width: int = 64, fps: float = 8.0):
         if split not in SPLITS:
             raise InputError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
-        if not isinstance(frames, (int, np.integer)) or not 1 <= frames <= 1024:
-            raise InputError(f"frames must be between 1 and 1024, got {frames}")
-        self.split, self.seed, self.frames, self.fps = split, int(seed), int(frames), check_fps(fps)
+        self.split, self.seed, self.fps = split, _whole("seed", seed, 0), check_fps(fps)
+        self.frames = check_clip_frames(frames)
         self.height, self.width = check_size(height, width)
+        if self.frames * self.height * self.width > MAX_CLIP_PIXELS:
+            raise InputError(f"a clip of {self.frames} frames x {self.height}x{self.width} is over the limit of "
+                             f"{MAX_CLIP_PIXELS:,} pixels: ask for fewer frames or a smaller size")
 
     def __getitem__(self, index: int) -> Clip:
         if index < 0:
@@ -363,7 +386,7 @@ class SyntheticVideoDataset(torch.utils.data.IterableDataset):
                  width: int = 64, fps: float = 8.0, start: int = 0, limit: int | None = None):
         super().__init__()
         self.clips = SyntheticClips(split, seed, frames, height, width, fps)
-        self.start, self.limit = int(start), limit
+        self.start, self.limit = check_index(start, "start"), limit
 
     def __iter__(self):
         k, n = shard()

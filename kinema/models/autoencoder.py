@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..errors import InputError
+from . import flag, one_of, real, whole, whole_list
 from ..video import check_frames
 
 
@@ -47,11 +48,21 @@ class AutoencoderConfig:
     logvar_init: float = -10.0  # initial posterior log-variance: start near a plain autoencoder
 
     def __post_init__(self):
-        self.channel_mult, self.temporal_kernel = tuple(self.channel_mult), tuple(self.temporal_kernel)
-        if len(self.channel_mult) != 4 or len(self.temporal_kernel) != 4:
-            raise InputError("channel_mult and temporal_kernel need 4 entries (full, 1/2, 1/4, 1/8 resolution)")
-        if self.patch not in (1, 2):
-            raise InputError(f"autoencoder patch must be 1 or 2, got {self.patch}")
+        o = "autoencoder"
+        whole(o, "latent_channels", self.latent_channels, 1, 1024)
+        whole(o, "base_channels", self.base_channels, 1, 1024)
+        # 4 entries: full, 1/2, 1/4, 1/8 resolution
+        self.channel_mult = tuple(whole_list(o, "channel_mult", self.channel_mult, 1, 64, range(4, 5)))
+        self.temporal_kernel = tuple(whole_list(o, "temporal_kernel", self.temporal_kernel, 1, 9, range(4, 5)))
+        one_of(o, "patch", self.patch, (1, 2))
+        for name in ("kl_weight", "l1_weight", "mse_weight"):
+            real(o, name, getattr(self, name), 0, 1e6)
+        flag(o, "shortcuts", self.shortcuts)
+        real(o, "logvar_init", self.logvar_init, -30, 20)  # moments() clamps the log-variance to this range
+        widths = [self.base_channels * m for m in self.channel_mult]
+        if any(w > 8 and w % 8 for w in widths):  # GroupNorm(min(8, w), w) needs it
+            raise InputError(f"autoencoder widths base_channels x channel_mult = {widths} must each be under 8 "
+                             f"or a multiple of 8")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic import BACKGROUNDS, CAMERAS, COLORS, MOTIONS, SHAPES, SIZES, SPEEDS
 from ..errors import CheckpointError, InputError
+from . import flag, one_of, real, whole, whole_list
 from ..video import Video
 
 # attribute -> (kind, values); "set": several may be present, "one": exactly one is.
@@ -82,14 +83,26 @@ class ClassifierConfig:
         return 2 ** (len(self.widths) + (1 if self.readout == "pooled" else 0))
 
     def __post_init__(self):
-        if self.readout not in READOUTS:
-            raise InputError(f"classifier readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        o = "classifier"
+        whole(o, "frames", self.frames, 2, 1024)
+        whole(o, "size", self.size, 8, 1024)
+        real(o, "fps", self.fps, 0, 240, open_lo=True)
+        self.widths = whole_list(o, "widths", self.widths, 1, 4096, range(1, 7))
+        whole(o, "groups", self.groups, 1, 4096)
+        flag(o, "differences", self.differences)
+        flag(o, "max_pool", self.max_pool)
+        one_of(o, "readout", self.readout, READOUTS)
+        whole(o, "queries", self.queries, 1, 64)
         if self.readout == "objects" and self.queries < 3:
             raise InputError(f"the object readout needs at least 3 queries (clips hold up to 3 objects), got {self.queries}")
-        if self.size % self.stride or self.frames < 2:
-            raise InputError(f"classifier size must be a multiple of {self.stride} and frames >= 2")
+        if self.size % self.stride:
+            raise InputError(f"classifier size must be a multiple of {self.stride} ({len(self.widths)} stages halve "
+                             f"it), got {self.size}")
         if any(w % self.groups for w in self.widths):
             raise InputError(f"classifier widths {self.widths} must all be multiples of groups ({self.groups})")
+        if self.readout == "objects" and self.widths[-1] % 4:
+            raise InputError(f"the object readout's 4 attention heads need the last width to be a multiple of 4, "
+                             f"got {self.widths[-1]}")
 
     def to_dict(self) -> dict:
         return asdict(self)

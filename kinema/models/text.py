@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import KinemaError
+from ..errors import InputError, KinemaError
 
 
 class ModelNotFoundError(KinemaError):
@@ -67,8 +67,14 @@ class TextEncoder(nn.Module):
         longest prompt of the batch. Prompts seen recently come from the cache."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        if not all(isinstance(p, str) for p in prompts):
-            raise KinemaError("prompts must be strings")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise InputError(f"prompts must be text (str), got {type(p).__name__}")
+            if not p.isascii():
+                try:
+                    p.encode("utf-8")  # the tokenizer cannot take surrogate escapes such as '\udcff'
+                except UnicodeEncodeError:
+                    raise InputError(f"prompt {p!r:.80} is not valid UTF-8 text") from None
         new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         if new:
             with torch.inference_mode():

@@ -29,6 +29,10 @@ from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputError
+from . import flag, one_of, real, whole
+
+
+PATCHES = (1, 2, 4)  # latent patch sizes: a token is (1, p, p) latents
 
 
 @dataclass
@@ -48,11 +52,24 @@ class TransformerConfig:
     pool_text: bool = True  # add the masked mean of the text tokens to every frame's c
 
     def __post_init__(self):
-        head_dim = self.dim // self.heads if self.heads > 0 else 0
-        if self.dim % max(self.heads, 1) or head_dim % 2 or head_dim < 6:
-            raise InputError(f"dim {self.dim} / heads {self.heads} must give an even head dim >= 6 (for 3D RoPE)")
-        if self.patch < 1 or self.depth < 1 or self.latent_channels < 1:
-            raise InputError("patch, depth and latent_channels must be positive")
+        o = "transformer"
+        whole(o, "latent_channels", self.latent_channels, 1, 1024)
+        one_of(o, "patch", self.patch, PATCHES)
+        whole(o, "dim", self.dim, 6, 16384)
+        whole(o, "depth", self.depth, 1, 256)
+        whole(o, "heads", self.heads, 1, 256)
+        real(o, "mlp_ratio", self.mlp_ratio, 0, 16, open_lo=True)
+        whole(o, "text_dim", self.text_dim, 1, 16384)
+        flag(o, "qk_norm", self.qk_norm)
+        whole(o, "freq_dim", self.freq_dim, 2, 16384)
+        real(o, "rope_theta", self.rope_theta, 1, 1e9, open_lo=True)
+        flag(o, "pool_text", self.pool_text)
+        head_dim = self.dim // self.heads
+        if self.dim % self.heads or head_dim % 2 or head_dim < 6:
+            raise InputError(f"transformer dim {self.dim} / heads {self.heads} must give an even head dim >= 6 "
+                             f"(for 3D RoPE), e.g. dim 384 with 6 heads")
+        if self.freq_dim % 2:
+            raise InputError(f"transformer freq_dim must be even (cos and sin features), got {self.freq_dim}")
 
     def to_dict(self) -> dict:
         return asdict(self)
