@@ -34,14 +34,11 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .atomic import atomic_path
 from .errors import CheckpointError, WriteError
+from .limits import MAX_PARAMS
 
 FORMAT = 1  # bump when folders written by older versions can no longer be read
 INDEX = "model_index.json"
 CHECKSUMS = "checksums.sha256"
-# Largest model kinema builds from a config: 10^9 parameters are 4 GB of float32 weights, which a
-# 24 GB machine can serve (training needs ~4x: gradients, Adam's two moments, EMA). The model zoo's
-# largest (transformer L) has 0.42 x 10^9.
-MAX_PARAMS = 1_000_000_000
 
 
 def _write_json(path: Path, obj) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from . import __version__
 from .config import COMPONENTS
-from .data.export import MAX_EXPORT, MAX_PREVIEW
-from .data.synthetic import MAX_CLIP_FRAMES, check_clip_frames
+from .data.synthetic import check_clip_frames
 from .errors import InputError, KinemaError
-from .pipeline import (MAX_CLIP_TOKENS, MAX_EVAL_CLIPS, MAX_GUIDANCE, MAX_PASS_FRAMES, MAX_SECONDS, MAX_SEED,
-                       MAX_STEPS, check_pass_frames, check_prompt, check_sampling, check_seed)
+from .limits import (MAX_CLIP_FRAMES, MAX_CLIP_TOKENS, MAX_EVAL_CLIPS, MAX_EXPORT, MAX_GUIDANCE, MAX_PASS_FRAMES,
+                     MAX_PREVIEW, MAX_SECONDS, MAX_SEED, MAX_STEPS)
+from .pipeline import check_pass_frames, check_prompt, check_sampling, check_seed
 from .video import MAX_SIDE, MIN_SIDE, check_fps, check_frames
 
 EXIT_USAGE = 2

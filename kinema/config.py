@@ -7,12 +7,14 @@ overridden (`kinema train ... --set lr=3e-4`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .limits import MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES
 
 COMPONENTS = ("autoencoder", "transformer", "classifier")
 TEMPORAL, SPATIAL = 4, 8  # the autoencoder's compression: frames are 4k + 1, sides multiples of 8
@@ -20,7 +22,7 @@ TEMPORAL, SPATIAL = 4, 8  # the autoencoder's compression: frames are 4k + 1, si
 # Every numeric setting's valid range, checked where a config is made (presets, --set, a resumed
 # run's state.json, Python): (low, high, low excluded). Floats must also be finite.
 RANGES: dict[str, tuple] = {
-    "frames": (1, 257, False), "height": (8, 1024, False), "width": (8, 1024, False), "fps": (0.1, 240, False),
+    "frames": (1, MAX_PASS_FRAMES, False), "height": (8, 1024, False), "width": (8, 1024, False), "fps": (0.1, 240, False),
     "data_seed": (0, 2**31 - 1, False), "seed": (0, 2**31 - 1, False), "crop": (0, 1024, False),
     "batch_size": (1, 4096, False), "lr": (0, 1, True), "weight_decay": (0, 10, False),
     "warmup_steps": (0, 10**9, False), "max_steps": (1, 10**9, False), "min_lr_ratio": (0, 1, False),
@@ -117,13 +119,19 @@ class TrainConfig:
         from .diffusion.masks import check_weights
         check_weights(self.condition_masks)
         self.model_config()
-        parse_shapes(self.shapes, (self.frames, self.height, self.width), self.stride())
+        shapes = parse_shapes(self.shapes, (self.frames, self.height, self.width), self.stride())
+        if self.component == "transformer":  # samples are generated at these shapes: the generation limits hold
+            for f, h, w in shapes:
+                tokens = (1 + (f - 1) // TEMPORAL) * (h // self.stride()) * (w // self.stride())
+                if tokens > MAX_CLIP_TOKENS:
+                    raise InputError(f"clip shape {f}x{h}x{w} makes {tokens:,} transformer tokens, over the limit of "
+                                     f"{MAX_CLIP_TOKENS:,} a clip")
         self.check_size()
 
     def check_size(self) -> None:
         """Refuse a model over checkpoint.MAX_PARAMS before anything is allocated (counted on the
         meta device)."""
-        from .checkpoint import MAX_PARAMS, count_params
+        from .checkpoint import count_params
         from .models.autoencoder import VideoAutoencoder
         from .models.classifier import VideoClassifier
         from .models.transformer import VideoTransformer
@@ -233,57 +241,58 @@ def _parse(value: str):
 # common task; image-to-video next, as it is the most used mode.
 CONDITION_MASKS = {"text": 0.4, "image": 0.2, "extend": 0.15, "interpolate": 0.1, "keyframes": 0.05, "inpaint": 0.1}
 
-PRESETS: dict[tuple[str, str], TrainConfig] = {
-    ("autoencoder", "tiny"): TrainConfig(
-        "autoencoder", model={"latent_channels": 8, "base_channels": 4},
+# Settings of each preset; preset() makes (and so checks) a TrainConfig of them.
+PRESETS: dict[tuple[str, str], dict] = {
+    ("autoencoder", "tiny"): dict(
+        component="autoencoder", model={"latent_channels": 8, "base_channels": 4},
         frames=5, height=16, width=16, batch_size=2, lr=2e-3, warmup_steps=5, max_steps=50,
         log_every=5, sample_every=25, checkpoint_every=25),
     # Trained on 9-frame clips (the causal model is local in time) and used on any 4k+1, on random
     # 32x32 crops (convolutions are local in space too): 16 clips of 32x32 beat 4 of 64x64 at the
     # same cost by ~4 dB at 200 steps. 16 latent channels, widths 16/32/64/128: 4.5M parameters,
     # ~0.2 s a step on 2 cores with bf16.
-    ("autoencoder", "shapes-64"): TrainConfig(
-        "autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
+    ("autoencoder", "shapes-64"): dict(
+        component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
         frames=9, crop=32, batch_size=16, lr=2e-3, warmup_steps=100, max_steps=15_000, ema_decay=0.999,
         log_every=20, sample_every=1000, checkpoint_every=500),
-    ("transformer", "tiny"): TrainConfig(
-        "transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
+    ("transformer", "tiny"): dict(
+        component="transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,
         condition_masks=dict(CONDITION_MASKS), sample_steps=4, log_every=5, sample_every=25, checkpoint_every=25),
     # 64x64x17 -> latents 16x5x8x8 (channels follow the autoencoder) -> patch 2: 80 tokens;
     # 12.1M parameters, ~0.19 s a step on 2 cores with bf16, explicit attention and compile
     # (22k steps: ~75 minutes). The loss is weighted towards what moves (motion_weight): without
     # it objects came out still; with half the steps they moved the prompted way a third of the time (README).
-    ("transformer", "shapes-64"): TrainConfig(
-        "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
+    ("transformer", "shapes-64"): dict(
+        component="transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
         batch_size=16, lr=5e-4, warmup_steps=200, max_steps=22_000, ema_decay=0.999, latent_cache=8000,
         motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS),
         log_every=10, sample_every=1000, checkpoint_every=100),
     # The shipped default model (kinema/assets/default): shapes-64's model on shape buckets of the
     # same pixel count (64x64, 48x80, 80x48; 17 and 33 frames), 64x64x17 twice as often. Shipped as
     # a fine-tune of a shapes-64 run (docs/MODEL_CARD.md gives the commands: --init).
-    ("transformer", "default"): TrainConfig(
-        "transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
+    ("transformer", "default"): dict(
+        component="transformer", model={"latent_channels": 16, "patch": 2, "dim": 256, "depth": 8, "heads": 4},
         shapes="17x64x64,17x48x80,17x64x64,17x80x48,33x64x64",
         batch_size=16, lr=2e-4, warmup_steps=200, max_steps=16_000, ema_decay=0.999, latent_cache=8000,
         motion_weight=3.0, compile=True, condition_masks=dict(CONDITION_MASKS), sample_steps=8,
         log_every=10, sample_every=2000, checkpoint_every=100),
-    ("classifier", "tiny"): TrainConfig(
-        "classifier", model={"widths": [16, 32, 64], "groups": 4},
+    ("classifier", "tiny"): dict(
+        component="classifier", model={"widths": [16, 32, 64], "groups": 4},
         frames=5, height=32, width=32, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=60, ema_decay=0.9,
         log_every=5, sample_every=1000, checkpoint_every=1000),
     # Stage 1 of the shipped classifier (per-cell readout): 861k parameters, ~0.43 s a step on 2
     # cores (32 clips rendered on the fly, bf16): 12k steps ~ 90 min. Stage 2: shapes-64-objects.
-    ("classifier", "shapes-64"): TrainConfig(
-        "classifier", model={"widths": [32, 64, 128, 256], "readout": "cells"},
+    ("classifier", "shapes-64"): dict(
+        component="classifier", model={"widths": [32, 64, 128, 256], "readout": "cells"},
         batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=200, max_steps=12_000, ema_decay=0.999,
         augment=True,  # compile=True gave NaN gradients here (torch 2.13 inductor, CPU): eager
         log_every=20, sample_every=1000, checkpoint_every=500),
     # Stage 2 of the shipped classifier: object queries read the sets, on the trunk of a stage-1
     # (shapes-64) classifier given with --init (the readout starts fresh); ~60 min. From scratch the
     # object readout learned far slower than per-cell heads (README).
-    ("classifier", "shapes-64-objects"): TrainConfig(
-        "classifier", model={"widths": [32, 64, 128, 256], "readout": "objects"},
+    ("classifier", "shapes-64-objects"): dict(
+        component="classifier", model={"widths": [32, 64, 128, 256], "readout": "objects"},
         batch_size=32, lr=1e-3, weight_decay=0.05, warmup_steps=200, max_steps=8_000, ema_decay=0.999,
         augment=True, log_every=20, sample_every=500, checkpoint_every=250),
 }
@@ -295,4 +304,4 @@ def preset(component: str, name: str) -> TrainConfig:
     if (component, name) not in PRESETS:
         names = sorted(n for c, n in PRESETS if c == component)
         raise InputError(f"unknown preset '{name}' for {component}; choose one of {', '.join(names)}")
-    return dataclasses.replace(PRESETS[(component, name)])
+    return TrainConfig(**copy.deepcopy(PRESETS[(component, name)]))

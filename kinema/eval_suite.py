@@ -32,7 +32,8 @@ from .atomic import atomic_path
 from .data.synthetic import SyntheticClips
 from .errors import InputError, WriteError
 from .models.classifier import ATTRIBUTES, classifier_features, load_classifier, readings
-from .pipeline import MAX_EVAL_CLIPS, check_seed
+from .limits import MAX_EVAL_CLIPS
+from .pipeline import check_seed
 from .video import Video
 from .viz import contact_sheet
 

@@ -30,8 +30,10 @@ from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import PATCHES, TransformerConfig, VideoTransformer
+from .limits import (MAX_CALL_PIXELS, MAX_CLIP_TOKENS, MAX_EVAL_CLIPS, MAX_GUIDANCE, MAX_LONG_PIXELS,  # noqa: F401
+                     MAX_PASS_FRAMES, MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_SECONDS, MAX_SEED, MAX_STEPS)
 from .runtime import autocast, compile_for_inference, default_device, peak_memory_mb
-from .video import MAX_SIDE, MAX_TOTAL_PIXELS, Video, check_fit, check_fps, check_frames, check_output
+from .video import MAX_SIDE, Video, check_fit, check_fps, check_frames, check_output
 from .viz import contact_sheet
 
 SPATIAL, TEMPORAL = 8, 4  # autoencoder compression
@@ -39,23 +41,6 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default"  # the mo
 DEFAULTS = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
             "guidance_interval": [0.0, 1.0]}  # what a model folder's index does not say
 
-# ------------------------------------------------------------------ limits
-# What one call may ask for, checked before anything is loaded or allocated; a 24 GB machine
-# serves any request inside them. The memory figures are peak RSS of `generate` with the shipped
-# model on a 2-core CPU (README, "Resource limits"): ~100 MB + ~380 bytes per output pixel, mostly
-# the autoencoder's decoder; the transformer's share is small, but its attention time grows with
-# the square of its tokens.
-MAX_SEED = 2**63 - 1  # seeds are signed 64-bit everywhere (torch, numpy, JSON readers)
-MAX_PROMPT_CHARS = 10_000  # the text encoder reads the first 64 tokens (a few hundred characters)
-MAX_PROMPTS = 256  # prompts (clips) in one call; eval batches 16
-MAX_PASS_FRAMES = 4 * 32 + 1  # frames in one pass; longer videos are made window by window (seconds=)
-MAX_CALL_PIXELS = 2**24  # clips x frames x height x width in one call: ~6.5 GB peak
-MAX_CLIP_TOKENS = 8192  # transformer tokens a clip: one guided step ~20 s on 2 cores (0.6 s at 1,280)
-MAX_LONG_PIXELS = MAX_TOTAL_PIXELS  # all frames of a long video (kept as uint8 frames: ~800 MB)
-MAX_EVAL_CLIPS = 2048  # clips per set in `kinema eval` (4 sets of N 17x64x64 clips and their features)
-MAX_STEPS = 1000
-MAX_GUIDANCE = 30.0
-MAX_SECONDS = 600.0  # longest extension / long generation
 MAX_EDIT_FRAMES = MAX_PASS_FRAMES  # frames edited in one pass
 DEVICES = "cpu, cuda or cuda:N"
 

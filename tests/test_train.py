@@ -311,3 +311,10 @@ def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
         load()
     assert main(["generate", "a red circle", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "default model is missing" in capsys.readouterr().err
+
+
+def test_every_preset_is_a_valid_config_inside_the_limits():
+    from kinema.config import PRESETS
+    for component, name in PRESETS:
+        cfg = preset(component, name)  # checked when made: ranges, model settings, shapes, size
+        assert cfg.component == component and cfg.frames <= 129

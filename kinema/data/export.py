@@ -10,15 +10,11 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import InputError, WriteError
+from ..limits import MAX_EXPORT, MAX_PREVIEW, MAX_PREVIEW_PIXELS
 from ..video import CONTAINER_WRITERS, GIF_MAX_FPS, Video, check_output
 from ..viz import contact_sheet, video_grid
 from .synthetic import SyntheticClips, check_index
 
-MAX_EXPORT = 1_000_000
-MAX_PREVIEW = 64  # clips in a preview
-# clips x frames x height x width of a preview: its grid is 4x that (tiles drawn at 2x); at this
-# limit the process peaks at ~1.4 GB (a video grid, or one 4096x4096 frame on a contact sheet)
-MAX_PREVIEW_PIXELS = 2**24
 EXPORT_FORMATS = tuple(s[1:] for s in CONTAINER_WRITERS) + ("gif",)
 
 

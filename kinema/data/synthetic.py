@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..limits import MAX_CLIP_FRAMES, MAX_CLIP_PIXELS
 from ..video import Video, check_fps, check_size
 
 # ------------------------------------------------------------------ vocabulary
@@ -316,8 +317,6 @@ def render(attrs: dict, rng: np.random.Generator, frames: int, height: int, widt
     return img.astype(np.uint8)
 
 
-MAX_CLIP_FRAMES = 1024
-MAX_CLIP_PIXELS = 2**26  # frames x height x width of one clip: rendering takes ~50 bytes a pixel (~3.4 GB)
 
 
 def _whole(name: str, value, lo: int, hi: int | None = None) -> int:
