@@ -343,9 +343,14 @@ class Pipeline:
         """Normalised latents (1, C, T_lat, H/8, W/8) of a video fitted to height x width (its first
         4k+1 frames)."""
         v = video.resize(height, width, fit)
-        x = v.to_tensor()[:, : 1 + (v.num_frames - 1) // TEMPORAL * TEMPORAL][None].to(self.device)
+        v = Video(v.frames[: 1 + (v.num_frames - 1) // TEMPORAL * TEMPORAL], v.fps)
+        return self._encode(v.to_tensor()[None])
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents of a batch of clips (B, 3, T, H, W): the one way clips reach the encoder, contiguous,
+        so a clip gives the same latents alone or in a batch (bf16 convolutions round by layout)."""
         with autocast(self.device):
-            return self.autoencoder.encode(x).float()
+            return self.autoencoder.encode(x.contiguous().to(self.device)).float()
 
     @torch.no_grad()
     def roundtrip(self, videos: list[Video], batch: int = 16) -> list[Video]:
@@ -353,9 +358,7 @@ class Pipeline:
         perfect transformer would give through this autoencoder (`kinema eval --roundtrip`)."""
         out = []
         for i in range(0, len(videos), batch):
-            x = torch.stack([v.to_tensor() for v in videos[i: i + batch]]).to(self.device)
-            with autocast(self.device):
-                z = self.autoencoder.encode(x).float()
+            z = self._encode(torch.stack([v.to_tensor() for v in videos[i: i + batch]]))
             out += self._decode(z, videos[i].fps)
         return out
 
