@@ -20,7 +20,7 @@ from .data.synthetic import check_clip_frames
 from .errors import InputError, KinemaError
 from .limits import (MAX_CLIP_FRAMES, MAX_CLIP_TOKENS, MAX_EVAL_CLIPS, MAX_EXPORT, MAX_GUIDANCE, MAX_PASS_FRAMES,
                      MAX_PREVIEW, MAX_SECONDS, MAX_SEED, MAX_STEPS)
-from .pipeline import check_pass_frames, check_prompt, check_sampling, check_seed
+from .checks import check_pass_frames, check_prompt, check_sampling, check_seed
 from .video import MAX_SIDE, MIN_SIDE, check_fps, check_frames
 
 EXIT_USAGE = 2
@@ -411,7 +411,9 @@ def _generating(args, mode: str, inputs, caption: str, **kwargs) -> None:
     in a moment: nothing is loaded or generated for a request that would fail), then read the
     inputs fitted to the call's size (`inputs(settings) -> (args, kwargs)`), load the model, run
     `mode` and write the video."""
-    from .pipeline import check_output, check_sheet, load, preflight, run_to_file
+    from .checks import check_sheet
+    from .pipeline import load, preflight, run_to_file
+    from .video import check_output
     seconds = getattr(args, "seconds", None)
     s = preflight(args.model, mode, **{"seconds": seconds, **kwargs})
     many = seconds is not None or mode == "extend"
@@ -435,7 +437,7 @@ def _keyframes(specs: list[str], size: dict, fit: str) -> dict:
 
 
 def cmd_generate(args) -> None:
-    from .pipeline import given_frames
+    from .checks import given_frames
 
     def inputs(s):
         size = {"height": s["height"], "width": s["width"]}
@@ -495,7 +497,8 @@ def cmd_export(args) -> None:
 
     from .checkpoint import export_model
     from .errors import WriteError
-    from .pipeline import check_sampling, model_folder
+    from .checks import check_sampling
+    from .pipeline import model_folder
     # the defaults are checked before anything is written: a copy that `generate` would refuse is never made
     defaults = check_sampling(args.steps, args.guidance, args.guidance_interval)
     out = Path(args.out)

@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .limits import MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES
+from .limits import MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 
 COMPONENTS = ("autoencoder", "transformer", "classifier")
-TEMPORAL, SPATIAL = 4, 8  # the autoencoder's compression: frames are 4k + 1, sides multiples of 8
 
 # Every numeric setting's valid range, checked where a config is made (presets, --set, a resumed
 # run's state.json, Python): (low, high, low excluded). Floats must also be finite.

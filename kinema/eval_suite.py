@@ -33,7 +33,7 @@ from .data.synthetic import SyntheticClips
 from .errors import InputError, WriteError
 from .models.classifier import ATTRIBUTES, classifier_features, load_classifier, readings
 from .limits import MAX_EVAL_CLIPS
-from .pipeline import check_seed
+from .checks import check_seed
 from .video import Video
 from .viz import contact_sheet
 

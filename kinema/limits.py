@@ -8,7 +8,11 @@ but its attention time grows with the square of its tokens. The limits of readin
 pixels a frame and in all) live with the readers in video.py.
 """
 
-# generation (kinema.pipeline)
+# the autoencoder's compression: frames are 4k + 1 (frame 0 alone, then groups of 4), sides
+# multiples of 8 (times the transformer's patch)
+SPATIAL, TEMPORAL = 8, 4
+
+# generation (kinema.pipeline, kinema.checks)
 MAX_SEED = 2**63 - 1  # seeds are signed 64-bit everywhere (torch, numpy, JSON readers)
 MAX_PROMPT_CHARS = 10_000  # the text encoder reads the first 64 tokens (a few hundred characters)
 MAX_PROMPTS = 256  # prompts (clips) in one call; eval batches 16

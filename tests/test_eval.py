@@ -137,7 +137,7 @@ def test_eval_outputs_and_seed_are_checked_before_the_evaluation(tmp_path, monke
     import os
 
     from kinema.eval_suite import _clip_seed, check_json_path, check_report_folder, write_json
-    from kinema.pipeline import MAX_SEED
+    from kinema.limits import MAX_SEED
     assert check_json_path(tmp_path / "new" / "deeper" / "eval.json") and check_report_folder(tmp_path / "r")
     assert list(tmp_path.iterdir()) == []  # checking created nothing
     os.mkfifo(tmp_path / "fifo")

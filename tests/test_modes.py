@@ -267,7 +267,7 @@ def test_the_python_api_refuses_bad_input_before_any_work(pipe, clip, monkeypatc
     import time
 
     from kinema.errors import KinemaError
-    from kinema.pipeline import MAX_SEED, _check_side, check_device
+    from kinema.checks import MAX_SEED, _check_side, check_device
     monkeypatch.setattr(pipe, "_denoise", lambda *a, **k: pytest.fail("sampling started"))
     monkeypatch.setattr(pipe, "_noise", lambda *a, **k: pytest.fail("noise drawn"))
     bad_generate = {
