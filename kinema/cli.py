@@ -255,7 +255,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
     p.add_argument("--max-steps", type=whole(1, 10**9),
-                   help="stop after this many steps in all (default: the preset's)")
+                   help="stop after this many steps in all (default: the preset's); at most the recipe's "
+                        "max_steps, the length of its learning-rate schedule (--set max_steps=N to train longer)")
     p.add_argument("--max-minutes", type=real(0, 10**6, open_lo=True),
                    help="stop after this many minutes of this sitting")
     p.add_argument("--resume", action="store_true",

@@ -239,6 +239,10 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     forward = torch.compile(ddp) if cfg.compile else ddp  # same parameters; checkpoints, EMA and samples use `model`
     stop_at = min(max_steps if max_steps is not None else cfg.max_steps, cfg.max_steps)
+    if max_steps is not None and max_steps > cfg.max_steps and main and progress:
+        print(f"note: --max-steps {max_steps} is past the recipe's max_steps {cfg.max_steps} (the length of its "
+              f"learning-rate schedule), so training stops at {cfg.max_steps}; --set max_steps={max_steps} "
+              f"trains longer", file=sys.stderr)
     if main:
         out.mkdir(parents=True, exist_ok=True)
     log_path, t_start = out / "log.jsonl", time.monotonic()
