@@ -617,8 +617,9 @@ def main(argv: list[str] | None = None) -> int:
             pass
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if not getattr(args, "func", None):  # `kinema` alone: the commands, and the one error line
         parser.print_help()
+        sys.stderr.write("error: no command given; choose one of the commands above (see 'kinema --help')\n")
         return EXIT_USAGE
     try:
         args.func(args)

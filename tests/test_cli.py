@@ -115,3 +115,9 @@ def test_help_explains_every_flag():
         for action in p._actions:
             if action.dest != "help" and not isinstance(action, argparse._SubParsersAction):
                 assert action.help, f"{p.prog} {action.option_strings or action.dest} has no help text"
+
+
+def test_no_command_lists_the_commands_and_is_one_error_line(capsys):
+    code = main([])
+    out, err = capsys.readouterr()
+    assert code == 2 and "generate" in out and err.startswith("error: no command") and err.count("\n") == 1
