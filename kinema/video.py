@@ -41,7 +41,9 @@ MIN_SIDE, MAX_SIDE = 8, 4096
 MAX_FRAMES = 4096  # default cap when reading
 MAX_FRAME_PIXELS = 4096 * 4096  # one frame
 MAX_TOTAL_PIXELS = 2**28  # all frames together (~800 MB of uint8 RGB)
-MAX_DECODED_PIXELS = 2**34  # source pixels one read may decode (~4.5 min of 1080p30); binds when fitting
+# source pixels one read may decode, which bounds its time (binds when fitting): ~70 s of 1080p30,
+# or 256 frames of 4096x4096; about a minute of decoding on 2 cores
+MAX_DECODED_PIXELS = 2**32
 # Frame rates every writer stores faithfully: mp4/mov/mkv/webm keep a rational rate (1/10 at the
 # bottom), a folder keeps it in video.json; a GIF keeps delays in whole 1/100 s (at most 655.35 s)
 # and players show delays under 2/100 s as 10/100 s, so a GIF holds at most 50 fps.
@@ -311,6 +313,7 @@ class _Output:
         self.area = size[0] * size[1] if size else 0  # pixels in an output frame, once known
         self.raw: dict = {}  # decoded source frames an output frame still needs (at most one)
         self.made = (-1, None)  # the last converted source frame: (index, frame)
+        self.decoded = 0  # source pixels decoded so far (spend)
 
     def count(self, n_src: int) -> int:
         return _resampled_count(n_src, self.src, self.fps)
@@ -322,6 +325,13 @@ class _Output:
         if n * (self.area or area) > self.max_pixels:
             raise VideoReadError(f"{self.where}: over the cap of {self.max_pixels} pixels in all; trim or "
                                  f"downscale it")
+
+    def spend(self, pixels: int) -> None:
+        """Count source pixels about to be decoded (a dropped frame costs decoding time too)."""
+        self.decoded += pixels
+        if self.decoded > MAX_DECODED_PIXELS:
+            raise VideoReadError(f"{self.where}: decoding it takes over {MAX_DECODED_PIXELS:,} pixels (the cap, "
+                                 f"about a minute of decoding); trim or downscale it")
 
     def admit(self, h: int, w: int) -> None:
         """Called with a source frame's size before it is converted."""
@@ -359,8 +369,12 @@ def _read_images(files: list[Path], out: _Output) -> Video:
     and each image's size is checked from its header before it is decoded."""
     out.least = out.count(len(files))
     out.check(out.least)
+    def admit(h: int, w: int) -> None:
+        out.spend(h * w)
+        out.admit(h, w)
+
     for i, q in enumerate(files):
-        out.push(i, q, lambda q: _read_image(q, out.admit))
+        out.push(i, q, lambda q: _read_image(q, admit))
     return out.video()
 
 
@@ -467,13 +481,10 @@ def _read_container(p: Path, output) -> Video:
                 out.admit(th, tw)
                 return _frame_rgb(frame)[:th, :tw]
 
-            n = decoded = 0
+            n = 0
             try:
                 for n, frame in enumerate(container.decode(stream), 1):
-                    decoded += frame.height * frame.width  # dropped frames cost decoding time too
-                    if decoded > MAX_DECODED_PIXELS:
-                        raise VideoReadError(f"{p}: decoding it takes over {MAX_DECODED_PIXELS} pixels (the cap); "
-                                             f"trim or downscale it")
+                    out.spend(frame.height * frame.width)
                     out.push(n - 1, frame, convert)
             except KinemaError:
                 raise
@@ -537,6 +548,8 @@ def check_output(path, *, frames: int | None = None, fps: float | None = None) -
     suffix = p.suffix.lower()
     if p.name in ("", ".", ".."):
         raise InputError(f"name a file or folder to write, got {str(path)!r}")
+    if str(path) == "-":
+        raise InputError("kinema writes videos to files, not to standard output: give a file name such as out.mp4")
     if suffix not in CONTAINER_WRITERS and suffix not in ("", ".gif", ".png"):
         raise _formats_error(suffix)
     if fps is not None:

@@ -596,3 +596,24 @@ def test_a_file_with_a_rate_outside_the_range_still_reads_clamped(tmp_path, clip
         c.mux(s.encode(None))
     back = Video.read(p)
     assert back.num_frames == 3 and back.fps == fps
+
+
+def test_decoding_time_is_bounded_for_image_folders_too(tmp_path, monkeypatch):
+    """Many large images fitted to a small size stay small in memory, but decoding them takes
+    time: the decoded-pixel cap refuses the folder before the image that would pass it."""
+    import kinema.video as video
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.new("RGB", (64, 64)).save(folder / "000000.png")
+    for i in range(1, 10):
+        (folder / f"{i:06d}.png").symlink_to(folder / "000000.png")
+    monkeypatch.setattr(video, "MAX_DECODED_PIXELS", 5 * 64 * 64)
+    with pytest.raises(VideoReadError, match="decoding it takes over"):
+        Video.read(folder, height=8, width=8)
+    monkeypatch.setattr(video, "MAX_DECODED_PIXELS", 10 * 64 * 64)
+    assert Video.read(folder, height=8, width=8).num_frames == 10
+
+
+def test_standard_output_is_not_a_file_name():
+    with pytest.raises(InputError, match="standard output"):
+        check_output("-")
