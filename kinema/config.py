@@ -148,8 +148,13 @@ class TrainConfig:
             from .models.autoencoder import AutoencoderConfig
             return AutoencoderConfig.from_dict(self.model)
         if self.component == "transformer":
+            from .models.text import MINILM_DIM
             from .models.transformer import TransformerConfig
-            return TransformerConfig.from_dict(self.model)
+            config = TransformerConfig.from_dict(self.model)
+            if config.text_dim != MINILM_DIM:  # training reads the MiniLM text encoder's states
+                raise InputError(f"model setting text_dim must be {MINILM_DIM}, the width of the MiniLM text "
+                                 f"encoder's states, got {config.text_dim}")
+            return config
         from .models.classifier import ClassifierConfig
         if self.height != self.width:
             raise InputError("the classifier trains on square clips (height = width)")
@@ -232,7 +237,7 @@ def _parse(value: str):
     """A model setting's value: JSON where it parses (1, 0.5, true, [1, 2]), else the string."""
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested brackets
         return value
 
 

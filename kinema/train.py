@@ -177,12 +177,17 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
     out = Path(out)
     # rank 0 (the one writer) holds the run folder's lock; torchrun sets RANK before any process group
     owner = int(os.environ.get("RANK", 0)) == 0
+    fresh = owner and not out.exists()
     try:
         with lock_run(out) if owner else contextlib.nullcontext():
             if owner:
                 tidy_run(out)
             return _train(component, cfg, out, max_steps=max_steps, max_minutes=max_minutes, resume=resume,
                           autoencoder=autoencoder, progress=progress)
+    except BaseException:
+        if fresh and {p.name for p in out.iterdir()} <= {".lock"}:  # failed before writing anything: no trace
+            discard(out)
+        raise
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()

@@ -69,7 +69,7 @@ _FRAME_FILE = re.compile(r"[0-9]{6}\.png")  # what a frame folder we wrote holds
 # What a decoder may raise on a crafted file; each means "this file cannot be read".
 _BAD_FILE = (av.FFmpegError, EOFError, MemoryError, OverflowError, ZeroDivisionError, struct.error,
              ValueError, OSError, Image.DecompressionBombError, SyntaxError, IndexError, KeyError,
-             TypeError, NotImplementedError)
+             TypeError, NotImplementedError, AttributeError, RecursionError)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -291,10 +291,13 @@ def _open(p: Path):
     except OSError as e:
         raise VideoReadError(f"{p}: cannot open ({e.strerror})") from e
     fh = os.fdopen(fd, "rb")
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         fh.close()
-        raise VideoReadError(f"{p}: {_kind(mode)}, not a regular file; pass a video or image file")
+        raise VideoReadError(f"{p}: {_kind(st.st_mode)}, not a regular file; pass a video or image file")
+    if st.st_size == 0:  # also what /proc and /sys files say of themselves: no media there
+        fh.close()
+        raise VideoReadError(f"{p}: the file is empty (zero bytes)")
     return fh
 
 

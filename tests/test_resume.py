@@ -292,3 +292,10 @@ def test_train_out_must_be_a_usable_folder(tmp_path, capsys):
     code = main(["train", "autoencoder", "--preset", "tiny", "--out", str(tmp_path / "file"), "--max-steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "not a folder" in err and (tmp_path / "file").read_text() == "x"
+
+
+def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, capsys):
+    code = main(["train", "transformer", "--preset", "tiny", "--out", str(tmp_path / "run"),
+                 "--autoencoder", str(tmp_path / "missing")])
+    assert code == 2 and capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "run").exists()

@@ -318,3 +318,10 @@ def test_every_preset_is_a_valid_config_inside_the_limits():
     for component, name in PRESETS:
         cfg = preset(component, name)  # checked when made: ranges, model settings, shapes, size
         assert cfg.component == component and cfg.frames <= 129
+
+
+@pytest.mark.parametrize("setting, needle", [("model.text_dim=1", "text_dim must be 384"),
+                                             ("model.dim=" + "[" * 5000, "dim")])
+def test_model_settings_a_run_cannot_use_are_refused_when_parsed(setting, needle):
+    with pytest.raises(InputError, match=needle):
+        preset("transformer", "tiny").override([setting])

@@ -617,3 +617,10 @@ def test_decoding_time_is_bounded_for_image_folders_too(tmp_path, monkeypatch):
 def test_standard_output_is_not_a_file_name():
     with pytest.raises(InputError, match="standard output"):
         check_output("-")
+
+
+def test_proc_files_are_empty_not_media():
+    """/proc files stat as regular files of size 0 (and some, like /proc/kmsg, block or return
+    nothing): refused as empty, never handed to a decoder."""
+    with pytest.raises(VideoReadError, match="empty"):
+        Video.read("/proc/self/status")

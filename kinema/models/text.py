@@ -161,6 +161,7 @@ class MiniLMEncoder(HFTextEncoder):
 
 
 MINILM_NAMES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+MINILM_DIM = 384  # the width of its token states: what a transformer trained with it reads
 
 
 def load_text_encoder(name_or_path: str | Path = "minilm", **kwargs) -> TextEncoder:
