@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .limits import MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES, SPATIAL, TEMPORAL
+from .limits import MAX_BATCH_PIXELS, MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 
 COMPONENTS = ("autoencoder", "transformer", "classifier")
 
@@ -119,6 +119,12 @@ class TrainConfig:
         check_weights(self.condition_masks)
         self.model_config()
         shapes = parse_shapes(self.shapes, (self.frames, self.height, self.width), self.stride())
+        side = (self.crop, self.crop) if self.component == "autoencoder" and self.crop else None
+        pixels = max(self.batch_size * f * (side or (h, w))[0] * (side or (h, w))[1] for f, h, w in shapes)
+        if pixels > MAX_BATCH_PIXELS:
+            raise InputError(f"a batch of {self.batch_size} clips is {pixels:,} pixels, over the limit of "
+                             f"{MAX_BATCH_PIXELS:,} a training step: lower batch_size (several processes under "
+                             f"torchrun each take a batch) or the clip size")
         if self.component == "transformer":  # samples are generated at these shapes: the generation limits hold
             for f, h, w in shapes:
                 tokens = (1 + (f - 1) // TEMPORAL) * (h // self.stride()) * (w // self.stride())

@@ -30,6 +30,11 @@ MAX_EVAL_CLIPS = 2048  # clips per set in `kinema eval` (4 sets of N 17x64x64 cl
 # largest (transformer L) has 0.42 x 10^9.
 MAX_PARAMS = 1_000_000_000
 
+# training (kinema.config): pixels in one batch of one process, batch_size x frames x height x width
+# (the crop's for the autoencoder); the presets use at most 2.2 M; the tiny autoencoder peaked at
+# 3.8 GB with 5.2 M
+MAX_BATCH_PIXELS = 2**23
+
 # the procedural dataset (kinema.data)
 MAX_CLIP_FRAMES = 1024  # frames of one rendered clip
 MAX_CLIP_PIXELS = 2**26  # frames x height x width of one clip: rendering takes ~50 bytes a pixel (~3.4 GB)

@@ -299,3 +299,10 @@ def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp
                  "--autoencoder", str(tmp_path / "missing")])
     assert code == 2 and capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_batch_over_the_pixel_limit_is_refused_when_parsed(capsys, tmp_path):
+    code = main(["train", "autoencoder", "--preset", "tiny", "--out", str(tmp_path / "r"), "--set", "batch_size=4096",
+                 "--set", "frames=9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "over the limit" in err and "batch_size" in err and not (tmp_path / "r").exists()
