@@ -38,7 +38,13 @@ BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no":
 class TrainConfig:
     component: str
     model: dict = field(default_factory=dict)  # the component's config (AutoencoderConfig / TransformerConfig fields)
-    # data: clips of the procedural dataset, batch b on rank r reads indices (b * world + r) * batch_size + j
+    # data (kinema.data.source): comma-separated sources, each "procedural", "natural" or a folder of
+    # footage, with an optional ":WEIGHT" ("" = procedural); batch b on rank r reads stream positions
+    # (b * world + r) * batch_size + j. `trigger` is put in front of every folder caption; `windows`
+    # is how a folder's videos are cut into clips: head (the first), uniform (non-overlapping), sliding
+    data: str = ""
+    trigger: str = ""
+    windows: str = "uniform"
     frames: int = 17
     height: int = 64
     width: int = 64
@@ -100,8 +106,13 @@ class TrainConfig:
         for name in ("compile", "augment"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"training setting {name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.init, str) or not isinstance(self.shapes, str):
-            raise InputError("training settings init and shapes must be text")
+        for name in ("init", "shapes", "data", "trigger", "windows"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(f"training setting {name} must be text, got {getattr(self, name)!r}")
+        from .data.source import WINDOWS, check_data
+        if self.windows not in WINDOWS:
+            raise InputError(f"training setting windows must be one of {', '.join(WINDOWS)}, got {self.windows!r}")
+        check_data(self.data)
         if (self.frames - 1) % TEMPORAL:
             raise InputError(f"training setting frames must be 4k+1 (5, 9, 13, 17, ...), got {self.frames}")
         if self.crop % SPATIAL:

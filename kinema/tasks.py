@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path
 from .config import TrainConfig, parse_shapes
-from .data.synthetic import DATASET_VERSION, SyntheticClips
+from .data.source import Mixture, Shape
+from .data.synthetic import SyntheticClips
 from .diffusion import masks
 from .diffusion.flow import add_noise, drop_captions, flow_loss, motion_weight, sample_training_t
 from .errors import InputError
@@ -39,16 +40,18 @@ SAMPLE_PROMPTS = [
 ]
 
 
-def _clip_batch(clips: SyntheticClips, step: int, rank: int, world: int, size: int, offset: int = 0):
+def _clip_batch(data: Mixture, shape: Shape, step: int, rank: int, world: int, size: int, offset: int = 0):
+    """Batch `step` of this rank: stream positions offset + (step * world + rank) * size + j."""
     first = offset + (step * world + rank) * size
-    batch = [clips[first + j] for j in range(size)]
+    batch = [data.clip(shape, first + j) for j in range(size)]
     video = torch.stack([c.video.to_tensor() for c in batch])
-    return video, [c.caption for c in batch]
+    return video, [c.caption for c in batch], batch
 
 
 class AutoencoderTask:
-    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, **_):
-        self.cfg, self.clips, self.device = cfg, clips, device
+    def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, **_):
+        self.cfg, self.data, self.device = cfg, data, device
+        self.shape = (cfg.frames, cfg.height, cfg.width)
         self.model = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
         held = SyntheticClips("heldout", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
         self.heldout = torch.stack([held[i].video.to_tensor() for i in range(4)])
@@ -57,7 +60,7 @@ class AutoencoderTask:
         pass
 
     def batch(self, step: int, rank: int, world: int):
-        video = _clip_batch(self.clips, step, rank, world, self.cfg.batch_size)[0]
+        video = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)[0]
         return random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
 
     def loss(self, model, x, gen):
@@ -76,7 +79,7 @@ class AutoencoderTask:
     @torch.no_grad()
     def components(self, model):
         # per-channel latent statistics from a fixed batch, so latents enter the transformer ~N(0, 1)
-        x = torch.stack([self.clips[10_000_000 + i].video.to_tensor() for i in range(16)]).to(self.device)
+        x = torch.stack([self.data.clip(self.shape, 10_000_000 + i).video.to_tensor() for i in range(16)]).to(self.device)
         model.set_latent_stats(model.encode(x, normalize=False))
         return {"autoencoder": (model, model.config.to_dict())}
 
@@ -110,36 +113,34 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class TransformerTask:
-    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, autoencoder=None, **_):
+    def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, autoencoder=None, **_):
         if autoencoder is None:
             raise InputError("training a transformer needs --autoencoder DIR (a folder from "
                              "`kinema train autoencoder`)")
-        self.cfg, self.clips, self.device = cfg, clips, device
+        self.cfg, self.data, self.device = cfg, data, device
         self.ae = load_autoencoder(autoencoder).to(device).eval().requires_grad_(False)
         self.text = load_text_encoder("minilm").to(device)
         model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
         self.model = VideoTransformer(model_cfg)
         masks.check_weights(cfg.condition_masks)
         self.shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), SPATIAL * model_cfg.patch)
-        # one clip stream per shape, the k-th read from index k * 10^7 on so the shapes show other scenes
-        self.sources = {sh: clips if sh == (cfg.frames, cfg.height, cfg.width) else
-                        SyntheticClips("train", cfg.data_seed, *sh, cfg.fps) for sh in dict.fromkeys(self.shapes)}
-        self.offsets = {sh: k * 10_000_000 for k, sh in enumerate(self.sources)}
+        # one clip stream per shape, the k-th read from position k * 10^7 on so the shapes show other scenes
+        self.offsets = {sh: k * 10_000_000 for k, sh in enumerate(dict.fromkeys(self.shapes))}
         self.cache, self._perm = {}, {}
 
     # -- data: clips -> latents, optionally precomputed once
     def after_resume(self, out: Path) -> None:
         if self.cfg.latent_cache > 0:
-            single = len(self.sources) == 1  # one shape: cache/ as before; several: cache/FxHxW/
+            single = len(self.offsets) == 1  # one shape: cache/ as before; several: cache/FxHxW/
             self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / shape_name(sh),
-                                                 self.cfg.latent_cache, sh) for sh in self.sources}
+                                                 self.cfg.latent_cache, sh) for sh in self.offsets}
             # keep every cached caption's text states after their first use (~50 KB each)
-            self.text.cache_size = max(self.text.cache_size, len(self.sources) * self.cfg.latent_cache + 1)
+            self.text.cache_size = max(self.text.cache_size, len(self.offsets) * self.cfg.latent_cache + 1)
 
     def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
         (frames, height, width), first = shape, self.offsets[shape]
-        key = {"n": n, "data_seed": self.cfg.data_seed, "frames": frames, "height": height,
-               "width": width, "fps": self.cfg.fps, "dataset": DATASET_VERSION,
+        key = {"n": n, "data": self.data.identity(), "frames": frames, "height": height,
+               "width": width, "fps": self.cfg.fps,
                "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {})}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() and data_path.is_file() else {}
@@ -147,9 +148,8 @@ class TransformerTask:
             return load_file(str(data_path))["latents"], meta["captions"]
         folder.mkdir(parents=True, exist_ok=True)
         latents, captions = [], []
-        source = self.sources[shape]
         for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {shape_name(shape)}", unit="batch"):
-            clips = [source[first + i] for i in range(start, min(n, start + 32))]
+            clips = [self.data.clip(shape, first + i) for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
                 latents.append(self.ae.encode(x).half().cpu())
@@ -164,7 +164,7 @@ class TransformerTask:
     def batch(self, step: int, rank: int, world: int):
         size, shape = self.cfg.batch_size, self.shapes[step % len(self.shapes)]
         if shape not in self.cache:
-            video, captions = _clip_batch(self.sources[shape], step, rank, world, size, self.offsets[shape])
+            video, captions, _ = _clip_batch(self.data, shape, step, rank, world, size, self.offsets[shape])
             with torch.no_grad(), autocast(self.device):
                 return self.ae.encode(video.to(self.device)).float(), captions
         latents, captions = self.cache[shape]
@@ -220,7 +220,7 @@ class TransformerTask:
                                                        "fps": c.fps, "steps": c.sample_steps,
                                                        "guidance": c.sample_guidance,
                                                        "guidance_interval": list(c.sample_guidance_interval)},
-                "trained_shapes": [shape_name(sh) for sh in self.sources]}
+                "trained_shapes": [shape_name(sh) for sh in self.offsets]}
 
 
 class ClassifierTask:
@@ -228,8 +228,9 @@ class ClassifierTask:
     the compositions split at every sample step (samples/step_N.json holds the accuracies).
     With `augment`, hue turns show it the compositions' colour/shape pairs too (classifier.augment)."""
 
-    def __init__(self, cfg: TrainConfig, clips: SyntheticClips, device: torch.device, **_):
-        self.cfg, self.clips, self.device = cfg, clips, device
+    def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, **_):
+        self.cfg, self.data, self.device = cfg, data, device
+        self.shape = (cfg.frames, cfg.height, cfg.width)
         self.model = VideoClassifier(ClassifierConfig.from_dict(
             {**cfg.model, "frames": cfg.frames, "size": cfg.height, "fps": cfg.fps}))
         if cfg.height != cfg.width:
@@ -240,7 +241,12 @@ class ClassifierTask:
 
     def batch(self, step: int, rank: int, world: int):
         first = (step * world + rank) * self.cfg.batch_size
-        clips = [self.clips[first + j] for j in range(self.cfg.batch_size)]
+        clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)[2]
+        unlabelled = [c for c in clips if "objects" not in c.attributes]
+        if unlabelled:
+            raise InputError("the classifier trains on clips labelled with kinema's attributes (procedural data, "
+                             "or a folder from `kinema dataset export`); a clip of "
+                             f"{unlabelled[0].attributes.get('file', 'the data')} has none")
         pairs = [(c.video.to_tensor(), c.attributes) for c in clips]
         if self.cfg.augment:  # a pure function of the clip index, so a resumed run sees the same batches
             rng = np.random.default_rng([self.cfg.seed, first])

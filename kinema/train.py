@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import atomic_path, discard, recover
 from .checkpoint import lock_run, load_state, read_index, read_weights, read_state_meta, save_model, save_state
-from .config import TrainConfig
-from .data.synthetic import SyntheticClips
+from .config import TrainConfig, parse_shapes
+from .data.source import open_sources
 from .diffusion.flow import EMA
 from .errors import CheckpointError, InputError, TrainingError, WriteError
 from .runtime import autocast
@@ -218,8 +218,11 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     rank, world, device = setup_distributed()
     main = rank == 0
     torch.manual_seed(cfg.seed)
-    clips = SyntheticClips("train", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
-    task = TASKS[component](cfg, clips, device, autoencoder=autoencoder)
+    shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), cfg.stride()) \
+        if component == "transformer" else [(cfg.frames, cfg.height, cfg.width)]
+    data = open_sources(cfg.data, seed=cfg.data_seed, fps=cfg.fps, shapes=shapes, trigger=cfg.trigger,
+                        windows=cfg.windows, progress=main and progress)
+    task = TASKS[component](cfg, data, device, autoencoder=autoencoder)
     model = task.model
     fresh: list[str] = []
     if cfg.init and not resume:  # fine-tuning: weights from another model of the same sizes

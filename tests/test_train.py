@@ -254,8 +254,8 @@ def test_shape_buckets_take_turns_and_cache_each_shape(tmp_path, ae_run):
     assert load_file(str(out / "cache/9x16x24/latents.safetensors"))["latents"].shape == (4, 8, 3, 2, 3)
     assert read_index(out / "model")["trained_shapes"] == ["5x16x16", "9x16x24"]
     from kinema.tasks import TransformerTask
-    from kinema.data.synthetic import SyntheticClips
-    task = TransformerTask(cfg, SyntheticClips("train", 0, 5, 16, 16), torch.device("cpu"), autoencoder=ae_run)
+    from kinema.data.source import Mixture, ProceduralSource
+    task = TransformerTask(cfg, Mixture([(ProceduralSource(0), 1.0)]), torch.device("cpu"), autoencoder=ae_run)
     task.after_resume(out)  # reuses the caches
     shapes = [tuple(task.batch(s, 0, 1)[0].shape[2:]) for s in range(4)]
     assert shapes == [(2, 2, 2), (3, 2, 3), (2, 2, 2), (3, 2, 3)]

@@ -20,14 +20,14 @@ from __future__ import annotations
 import colorsys
 import itertools
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..limits import MAX_CLIP_FRAMES, MAX_CLIP_PIXELS
-from ..video import Video, check_fps, check_size
+from ..video import check_fps, check_size
+from .source import Clip
 
 # ------------------------------------------------------------------ vocabulary
 SHAPES = ("circle", "square", "triangle", "star", "ring")
@@ -101,19 +101,6 @@ JOINERS = (" and ", ", and ", " while ", "; ", ", ")
 
 
 # ------------------------------------------------------------------ attributes
-
-@dataclass
-class Clip:
-    """One rendered sample: frames uint8 (T, H, W, 3), fps, caption and ground-truth attributes."""
-    frames: np.ndarray
-    fps: float
-    caption: str
-    attributes: dict = field(default_factory=dict)
-
-    @property
-    def video(self) -> Video:
-        return Video(self.frames, self.fps)
-
 
 def _choice(rng, seq):
     return seq[rng.integers(len(seq))]
