@@ -210,6 +210,17 @@ def settings(defaults: dict, patch: int, frames=None, height=None, width=None, f
     return {"frames": frames, "height": height, "width": width, "fps": fps, "sampler": sampler, **sampling}
 
 
+def source_size(defaults: dict, source_hw: tuple[int, int] | None, height=None, width=None) -> tuple:
+    """The size a call on a source of `source_hw` (height, width) makes when not told: the model's
+    trained size (defaults["sizes"], from its trained shapes) nearest the source's aspect, so a
+    portrait clip stays portrait. A given height or width wins (both None: choose)."""
+    if height is not None or width is not None or source_hw is None:
+        return height, width
+    sizes = [tuple(s) for s in defaults.get("sizes") or ()] or [(defaults.get("height", 64), defaults.get("width", 64))]
+    from .data.folder import nearest_bucket
+    return nearest_bucket(*source_hw, sizes)
+
+
 def given_frames(image, last_image, keyframes, frames: int) -> dict[int, Video]:
     """{frame index: image} of every frame given to `generate` (image: frame 0, last_image: the
     last frame, keyframes: {index: image}), checked against a clip of `frames` frames."""

@@ -12,6 +12,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -133,6 +134,15 @@ def _size_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=fps_flag, help="frames per second of the output (default: the model's, 8)")
 
 
+def _source_size_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--height", type=whole(MIN_SIDE, MAX_SIDE),
+                   help=f"height in pixels, a multiple of 8 x patch (default: the model's trained size nearest "
+                        f"{what}'s aspect)")
+    p.add_argument("--width", type=whole(MIN_SIDE, MAX_SIDE),
+                   help="width in pixels, a multiple of 8 x patch (default: as --height)")
+    p.add_argument("--fps", type=fps_flag, help=f"frames per second {what} is resampled to (default: the model's, 8)")
+
+
 def _fit_flag(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--fit", default="crop", choices=["crop", "pad", "stretch"],
                    help=f"how to fit {what} of another size or aspect: crop (cover, then centre-crop), pad "
@@ -214,6 +224,7 @@ def build_parser() -> Parser:
                         "window's (default: 2, 5 frames)")
     p.add_argument("--frames", type=pass_frames_flag,
                    help=f"frames per window, 4k+1 up to {MAX_PASS_FRAMES} (default: the model's, 17)")
+    _source_size_flags(p, "the source")
     _fit_flag(p, "a source")
     _sampling_flags(p)
     p.set_defaults(func=cmd_extend)
@@ -241,11 +252,12 @@ def build_parser() -> Parser:
                    help="how far from the source, 0 ... 1 (default: 0.6; 1 with --mask)")
     p.add_argument("--mask", help="image (applies to every frame) or video (frame by frame), white = regenerate; "
                                   "another size with the same aspect is resized with a warning")
+    _source_size_flags(p, "the source")
     _fit_flag(p, "a source")
     _sampling_flags(p)
     p.set_defaults(func=cmd_edit)
 
-    p = sub.add_parser("train", help="train a component on the procedural dataset",
+    p = sub.add_parser("train", help="train a component on the procedural dataset or your own footage",
                        description="Train a component from a named preset. The run folder gets model/ (the "
                                    "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
     p.add_argument("component", choices=list(COMPONENTS), help="what to train")
@@ -265,6 +277,16 @@ def build_parser() -> Parser:
     p.add_argument("--init", metavar="DIR", help="start from the weights of the component in this model folder "
                                                  "(or training run, or component folder): fine-tuning; the sizes "
                                                  "must match, parts the source lacks (a new head) start fresh")
+    p.add_argument("--data", action="append", default=[], metavar="SOURCE[:WEIGHT]",
+                   help="what to train on (repeatable, mixed by weight): a folder of footage (videos and images "
+                        "with captions, see 'kinema dataset scan'), 'procedural' (kinema's captioned shapes) or "
+                        "'natural' (photographs and dead-leaves images filmed by a synthetic camera), e.g. --data "
+                        "my_clips:3 --data procedural:1 (default: the preset's, procedural)")
+    p.add_argument("--trigger", metavar="WORD", help="put WORD in front of every caption of folder data")
+    p.add_argument("--windows", choices=["head", "uniform", "sliding"],
+                   help="how folder videos are cut into clips: head (the first window of each shot), uniform (as "
+                        "many non-overlapping windows as fit) or sliding (every window, half overlapping) "
+                        "(default: uniform)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset setting, e.g. --set lr=3e-4 --set batch_size=16, or a model "
                         "setting, e.g. --set model.patch=1 --set model.dim=384, or a condition mode's weight, e.g. "
@@ -355,6 +377,27 @@ def build_parser() -> Parser:
     _clip_flags(p)
     _common(p)
     p.set_defaults(func=cmd_dataset_export)
+    p = dsub.add_parser("scan", help="what training would read from a folder of footage",
+                        description="Scan a folder of footage as `kinema train --data FOLDER` reads it: videos (mp4, "
+                                    "mov, mkv, webm, avi, gif) and images (png, jpg, webp, ...) in the tree, captions "
+                                    "from a same-name .txt or a metadata.jsonl / metadata.csv (file, caption). Each "
+                                    "file goes to the aspect bucket nearest its own, each video is split at scene "
+                                    "cuts and cut into windows; files that cannot be read are listed, not fatal.")
+    p.add_argument("folder", help="folder of videos and images (searched recursively)")
+    p.add_argument("--shapes", metavar="FxHxW,...",
+                   help="training clip shapes, e.g. 17x64x64,17x48x80,1x64x64 (a 1-frame shape takes the images); "
+                        "default: the shipped model's trained shapes, and 1-frame ones of their sizes")
+    p.add_argument("--fps", type=fps_flag, default=8.0, help="frame rate videos are resampled to (default: 8)")
+    p.add_argument("--windows", default="uniform", choices=["head", "uniform", "sliding"],
+                   help="head (first window of each shot), uniform (non-overlapping, evenly spread) or sliding "
+                        "(every window, half overlapping) (default: uniform)")
+    p.add_argument("--trigger", default="", metavar="WORD", help="word put in front of every caption")
+    p.add_argument("--sheet", metavar="PNG", help="write a contact sheet of sample windows with their captions")
+    p.add_argument("--num", type=whole(1, MAX_PREVIEW), default=8,
+                   help=f"windows on the contact sheet, 1 ... {MAX_PREVIEW} (default: 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the whole report")
+    _common(p)
+    p.set_defaults(func=cmd_dataset_scan)
     return parser
 
 
@@ -416,6 +459,13 @@ def _generating(args, mode: str, inputs, caption: str, **kwargs) -> None:
     from .pipeline import load, preflight, run_to_file
     from .video import check_output
     seconds = getattr(args, "seconds", None)
+    source = {"extend": "video", "edit": "video", "interpolate": "first", "generate": "image"}[mode]
+    if getattr(args, source, None) and kwargs.get("height") is None and kwargs.get("width") is None:
+        from .checks import source_size
+        from .pipeline import model_spec
+        from .video import probe
+        hw = probe(getattr(args, source)) if Path(getattr(args, source)).is_file() else None
+        kwargs["height"], kwargs["width"] = source_size(model_spec(args.model)[0], hw)
     s = preflight(args.model, mode, **{"seconds": seconds, **kwargs})
     many = seconds is not None or mode == "extend"
     check_output(args.out, frames=None if mode == "edit" else 2 if many else s["frames"], fps=s["fps"])
@@ -456,7 +506,7 @@ def cmd_extend(args) -> None:
         source = _read(args.video, args.fit, fps=s["fps"], height=s["height"], width=s["width"])
         return (source, args.prompt, args.seconds), {}
     _generating(args, "extend", inputs, f"{args.video} extended: {args.prompt}",
-                **_sampling(args, "frames", "context", "fit"))
+                **_sampling(args, "frames", "height", "width", "fps", "context", "fit"))
 
 
 def cmd_interpolate(args) -> None:
@@ -472,7 +522,8 @@ def cmd_edit(args) -> None:
         target = {"fps": s["fps"], "height": s["height"], "width": s["width"]}
         mask = _read(args.mask, args.fit, **target) if args.mask else None
         return (_read(args.video, args.fit, **target), args.prompt), {"mask": mask}
-    _generating(args, "edit", inputs, f"{args.video} edited: {args.prompt}", **_sampling(args, "strength", "fit"))
+    _generating(args, "edit", inputs, f"{args.video} edited: {args.prompt}",
+                **_sampling(args, "height", "width", "fps", "strength", "fit"))
 
 
 def cmd_train(args) -> None:
@@ -485,7 +536,9 @@ def cmd_train(args) -> None:
     if stored is None and args.preset is None and not args.resume:
         raise InputError("--preset is needed to start a run (only --resume of an existing run can do without one)")
     cfg = stored if stored is not None else preset(args.component, args.preset) if args.preset else None
-    cfg = cfg.override(args.set + ([f"init={args.init}"] if args.init else [])) if cfg is not None else None
+    given = args.set + ([f"init={args.init}"] if args.init else []) + ([f"data={','.join(args.data)}"] if args.data else [])
+    given += [f"{k}={getattr(args, k)}" for k in ("trigger", "windows") if getattr(args, k) is not None]
+    cfg = cfg.override(given) if cfg is not None else None
     result = train(args.component, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                    resume=args.resume, autoencoder=args.autoencoder, progress=not args.json)
     if result["rank"] == 0:  # under torchrun, one report
@@ -527,8 +580,13 @@ def cmd_classify(args) -> None:
     lines += [f"  {name:10s} {r['value'] if isinstance(r['value'], str) else ', '.join(r['value']):24s} "
               f"{r['confidence']:.0%}{'  (uncertain)' if name in result['uncertain'] else ''}"
               for name, r in result["attributes"].items()]
-    if result["uncertain"]:
-        lines.append(f"uncertain: {', '.join(result['uncertain'])}; this clip looks unlike what the classifier knows")
+    if not result["in_domain"]:
+        why = (f"domain score {result['domain_score']:g} > {result['domain_threshold']:g}" if "domain_score" in result
+               else f"uncertain: {', '.join(result['uncertain'])}")
+        lines.append(f"out of domain ({why}): this clip is unlike the procedural clips the classifier was trained "
+                     f"on, so the reading above is a guess")
+    elif result["uncertain"]:
+        lines.append(f"uncertain: {', '.join(result['uncertain'])}")
     _emit(args, result, lines)
 
 
@@ -589,6 +647,33 @@ def cmd_dataset_export(args) -> None:
     _emit(args, result, [f"wrote {result['clips']} clips and {result['metadata']}"])
 
 
+def cmd_dataset_scan(args) -> None:
+    from .checks import check_sheet
+    from .data.folder import FolderSource, sample_sheet, scan_shapes
+    check_sheet(args.sheet)
+    source = FolderSource(args.folder, fps=args.fps, shapes=scan_shapes(args.shapes), trigger=args.trigger,
+                          windows=args.windows, progress=not args.json)
+    report = source.report.to_dict()
+    if args.sheet:
+        report["sheet"] = str(sample_sheet(source, args.sheet, num=args.num))
+    c = report["captions"]
+    lines = [f"scanned {report['root']}: {report['files']} files ({report['videos']} videos, {report['images']} "
+             f"images), {report['seconds']:g} s of video at {report['fps']:g} fps, {report['scene_cuts']} scene cuts",
+             f"captions: {c['found']} found, {c['missing']} missing"
+             + (f" (they train with {'the trigger' if args.trigger.strip() else 'an empty caption'})" if c["missing"] else ""),
+             "windows: " + ", ".join(f"{k}: {v}" for k, v in report["windows"].items()),
+             "buckets (files): " + ", ".join(f"{k}: {v}" for k, v in report["buckets"].items())]
+    if report["skipped"]:
+        lines.append(f"skipped {len(report['skipped'])} file(s) that cannot be read:")
+        lines += [f"  {s['file']}: {s['reason']}" for s in report["skipped"]]
+    if report["dropped"]:
+        lines.append(f"dropped {len(report['dropped'])} shot(s) shorter than a window:")
+        lines += [f"  {s['file']}: {s['reason']}" for s in report["dropped"][:20]]
+        lines += [f"  ... and {len(report['dropped']) - 20} more"] if len(report["dropped"]) > 20 else []
+    lines += [f"wrote {report['sheet']} (contact sheet)"] if args.sheet else []
+    _emit(args, report, lines)
+
+
 # ------------------------------------------------------------------ entry point
 
 def _one_line(e: BaseException) -> str:
@@ -608,6 +693,10 @@ def _out_of_memory(e: BaseException) -> str | None:
             f"or free memory for kinema")
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    (file or sys.stderr).write(f"warning: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     # a path given in another encoding comes in with surrogate escapes: print it back as its bytes
     if hasattr(sys.stdout, "reconfigure"):
@@ -621,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         sys.stderr.write("error: no command given; choose one of the commands above (see 'kinema --help')\n")
         return EXIT_USAGE
+    if not getattr(args, "debug", False):  # kinema's warnings as one line each, without source lines
+        warnings.showwarning = _warning_line
     try:
         args.func(args)
     except KinemaError as e:

@@ -23,6 +23,7 @@ COMPONENTS = ("autoencoder", "transformer", "classifier")
 RANGES: dict[str, tuple] = {
     "frames": (1, MAX_PASS_FRAMES, False), "height": (8, 1024, False), "width": (8, 1024, False), "fps": (0.1, 240, False),
     "data_seed": (0, 2**31 - 1, False), "seed": (0, 2**31 - 1, False), "crop": (0, 1024, False),
+    "anchor": (0, 1e6, False),
     "batch_size": (1, 4096, False), "lr": (0, 1, True), "weight_decay": (0, 10, False),
     "warmup_steps": (0, 10**9, False), "max_steps": (1, 10**9, False), "min_lr_ratio": (0, 1, False),
     "grad_clip": (0, 1e6, True), "ema_decay": (0, 0.999999, False), "caption_dropout": (0, 1, False),
@@ -54,6 +55,10 @@ class TrainConfig:
     shapes: str = ""
     data_seed: int = 0
     crop: int = 0  # autoencoder only: >0 trains on random crop x crop windows (aligned to 8) of each clip
+    # autoencoder only, with init: weight of a penalty keeping the encoder's latents of procedural
+    # clips where the init model put them (in its normalised units), so a transformer trained on
+    # the init model's latents still fits; the init model's latent statistics are kept too
+    anchor: float = 0.0
     augment: bool = False  # classifier only: random hue turns and mirroring, labels to match (classifier.augment)
     # optimisation
     batch_size: int = 8
@@ -115,6 +120,8 @@ class TrainConfig:
         check_data(self.data)
         if (self.frames - 1) % TEMPORAL:
             raise InputError(f"training setting frames must be 4k+1 (5, 9, 13, 17, ...), got {self.frames}")
+        if self.anchor > 0 and not (self.component == "autoencoder" and self.init):
+            raise InputError("training setting anchor needs the autoencoder and init (the model whose latents it keeps)")
         if self.crop % SPATIAL:
             raise InputError(f"training setting crop must be a multiple of {SPATIAL} (0 = no crop), got {self.crop}")
         if self.component == "autoencoder" and self.crop > min(self.height, self.width):

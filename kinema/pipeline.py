@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from .checkpoint import load_component, read_index
 from .checks import (DEFAULTS, _check_video, _derive, check_budget, check_context, check_device, check_long,
                      check_prompt, check_prompts, check_seconds, check_seed, check_seeds, check_sheet, check_shift,
-                     check_strength, given_frames, settings)
+                     check_strength, given_frames, settings, source_size)
 from .diffusion import masks
+from .domain import Domain, latent_features
 from .diffusion.flow import shift_for_tokens
 from .diffusion.sampling import SAMPLERS, cfg, timesteps
 from .errors import CheckpointError, InputError
@@ -59,11 +60,13 @@ class Pipeline:
     """Text-to-video with a trained autoencoder, transformer and text encoder."""
 
     def __init__(self, autoencoder: VideoAutoencoder, transformer: VideoTransformer, text_encoder,
-                 defaults: dict | None = None, device: torch.device | None = None):
+                 defaults: dict | None = None, device: torch.device | None = None, domain=None):
         self.autoencoder, self.transformer, self.text_encoder = autoencoder, transformer, text_encoder
         self.defaults = {**DEFAULTS, **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
         self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
+        self.domain = domain  # kinema.domain.Domain of its training data's latents, or None
+        self.given_domain: dict | None = None  # the last call's given frames vs that domain (_check_domain)
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
@@ -76,7 +79,7 @@ class Pipeline:
         ae = load_autoencoder(folder).to(device).eval()
         tr = load_component(folder / "transformer", lambda c: VideoTransformer(TransformerConfig.from_dict(c)))
         text = load_text_encoder(index.get("text_encoder", "minilm")).to(device)
-        return cls(ae, tr.to(device).eval(), text, model_spec(folder)[0], device)
+        return cls(ae, tr.to(device).eval(), text, model_spec(folder)[0], device, Domain.load(folder))
 
     def compile(self) -> "Pipeline":
         """torch.compile the transformer and the decoder for sampling (see `compile_for_inference`):
@@ -218,9 +221,26 @@ class Pipeline:
         for i, image in sorted(images.items()):
             still = Video(np.repeat(image.frames[:1], 1 if i == 0 else 1 + TEMPORAL, 0), s["fps"])
             k = latent_frame(i)
-            given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
+            z = self.encode(still, s["height"], s["width"], fit)
+            self._check_domain(z[:, :, :1] if i == 0 else z, "the given image" if len(images) == 1 else "a given image")
+            given[:, :, k] = z[:, :, -1]
             clean[:, k] = True
         return given, clean
+
+    def _check_domain(self, z: torch.Tensor, what: str) -> None:
+        """Note in `given_domain` how far the latents `z` of frames given to a mode are from this
+        model's training data (kinema.domain), and warn (once per call) when they are outside it."""
+        if self.domain is None:
+            return
+        score = float(self.domain.score(latent_features(z.cpu()))[0])
+        worst = max(score, (self.given_domain or {}).get("domain_score", 0.0))
+        inside = worst <= self.domain.threshold
+        if not inside and (self.given_domain or {}).get("in_domain", True):
+            warnings.warn(f"{what} looks unlike what this model was trained on (domain score {worst:.2f} > "
+                          f"{self.domain.threshold:.2f}): the given frames are kept, but what the model adds "
+                          f"will drift toward its own training data ({self.domain.what or 'see docs/MODEL_CARD.md'})")
+        self.given_domain = {"in_domain": inside, "domain_score": round(worst, 3),
+                             "domain_threshold": round(self.domain.threshold, 3)}
 
     @torch.no_grad()
     def _lock(self, videos: list[Video], images: dict[int, Video], s: dict, fit: str) -> list[Video]:
@@ -257,11 +277,15 @@ class Pipeline:
 
         Frames you give are kept: `image` becomes frame 0 (image-to-video), `last_image` the last
         frame (first + last frame), `keyframes` {frame index: image} any frames; images of any size
-        are fitted with `fit` (crop, pad, stretch). See `_frame_conditions` for frames after 0.
+        are fitted with `fit` (crop, pad, stretch); with `image` and no size given, the clip takes the
+        model's trained size nearest the image's aspect. See `_frame_conditions` for frames after 0.
 
         `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
         then `extend` for the rest; keyframes past the first window are refused."""
         prompts = check_prompts(prompt)
+        self.given_domain = None
+        if isinstance(image, Video):  # sized like the image when not told (the trained size nearest its aspect)
+            height, width = source_size(self.defaults, (image.height, image.width), height, width)
         if seconds is not None:
             return self._long(prompt, seconds, frames=frames, height=height, width=width, fps=fps, steps=steps,
                               guidance=guidance, seed=seed, sampler=sampler, shift=shift, image=image,
@@ -306,14 +330,18 @@ class Pipeline:
                steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
                shift: float | None = None, fit: str = "crop", clock: float = 0.0,
                guidance_interval: tuple[float, float] | None = None, progress: bool = True) -> Video:
-        """The video (fitted to the model's size and fps) followed by `seconds` more, generated
+        """The video (fitted to the call's size and fps; by default the model's fps and its trained size
+        nearest the video's aspect) followed by `seconds` more, generated
         window by window: each window of `frames` frames is conditioned on the last
         1 + 4 (context - 1) frames so far (re-encoded: `context` latent frames) and adds the rest.
         Only one window is ever in the model, so memory stays flat with length. `prompt` may be a
         schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
         new part, plus `clock`): each window follows the prompt in force where it starts."""
         _check_video(video, "the video to extend")
+        if clock == 0.0:  # (a long video's later windows continue its first call's note)
+            self.given_domain = None
         schedule = prompt_schedule(check_prompt(prompt))
+        height, width = source_size(self.defaults, (video.height, video.width), height, width)
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
         seconds, seed, fit, shift = check_seconds(seconds), check_seed(seed), check_fit(fit), check_shift(shift)
         context = check_context(context, s["frames"])
@@ -332,6 +360,8 @@ class Pipeline:
         for w in tqdm(range(windows), desc="extending", unit="window", disable=not progress):
             given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
             given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
+            if w == 0:
+                self._check_domain(given[:, :, :context], "the video to extend")
             clean = self._no_tokens(given)
             clean[:, :context] = True
             x = self._noise(1, given.shape[1:], _derive(seed, w))
@@ -349,16 +379,19 @@ class Pipeline:
         """In-between frames: a clip of `frames` frames that starts at `first` (its last frame, if a
         video) and ends at `last` (its first frame), following `prompt` if one is given."""
         first, last = _check_video(first, "the first image"), _check_video(last, "the last image")
+        kwargs["height"], kwargs["width"] = source_size(self.defaults, (first.height, first.width),
+                                                        kwargs.get("height"), kwargs.get("width"))
         return self.generate(prompt, frames=frames, image=Video(first.frames[-1:], first.fps),
                              last_image=Video(last.frames[:1], last.fps), **kwargs)
 
     # -- editing
     @torch.no_grad()
     def edit(self, video: Video, prompt: str, *, strength: float | None = None, mask: Video | None = None,
-             steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
+             height: int | None = None, width: int | None = None, fps: float | None = None, steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
              shift: float | None = None, fit: str = "crop", guidance_interval: tuple[float, float] | None = None,
              progress: bool = True) -> Video:
-        """Video-to-video with a new prompt. The source (fitted to the model's size and fps, its first
+        """Video-to-video with a new prompt. The source (fitted to `height` x `width` at `fps`; by
+        default the model's fps and its trained size nearest the source's aspect; its first
         4k+1 frames, at most MAX_EDIT_FRAMES) is encoded, noised to `strength` and denoised
         (SDEdit, Meng et al. 2022): strength 0 returns the source, 1 ignores it (default 0.6).
         With `mask` (white = regenerate; an image applies to every frame, a video frame by frame)
@@ -367,11 +400,13 @@ class Pipeline:
         frames are the source's pixels (`_paste`: the decoder would otherwise let the new content
         bleed a few pixels past the edge)."""
         _check_video(video, "the video to edit")
+        self.given_domain = None
         if mask is not None:
             _check_video(mask, "the mask")
         strength = check_strength((1.0 if mask is not None else 0.6) if strength is None else strength)
         prompt, seed, fit, shift = check_prompt(prompt), check_seed(seed), check_fit(fit), check_shift(shift)
-        s = self._settings(None, None, None, None, steps, guidance, sampler, guidance_interval)
+        height, width = source_size(self.defaults, (video.height, video.width), height, width)
+        s = self._settings(None, height, width, fps, steps, guidance, sampler, guidance_interval)
         resampled = max(1, round(video.num_frames * s["fps"] / video.fps))  # as Video.resample makes
         check_budget(1, min(MAX_EDIT_FRAMES, resampled), s["height"], s["width"], self.transformer.config.patch)
         self.windows = 0
@@ -381,6 +416,7 @@ class Pipeline:
         if strength == 0.0:
             return src
         z0 = self.encode(src, s["height"], s["width"])
+        self._check_domain(z0, "the video to edit")
         given = clean = pixels = None
         if mask is not None:  # a token is kept if the mask touches none of its latent positions
             pixels = self._pixel_mask(mask, video, src.num_frames, s, fit)
@@ -455,7 +491,21 @@ def model_spec(model) -> tuple[dict, int]:
                               f"`kinema train transformer`)") from None
     if not isinstance(defaults, dict) or patch not in PATCHES:
         raise CheckpointError(f"{folder}: corrupt model_index.json defaults or transformer patch {patch!r}")
-    return defaults, patch
+    return {**defaults, "sizes": trained_sizes(read_index(folder))}, patch
+
+
+def trained_sizes(index: dict) -> list[tuple[int, int]]:
+    """The (height, width) of every shape a model was trained on (model_index.json trained_shapes),
+    in order; [] where none is recorded."""
+    sizes = []
+    for shape in index.get("trained_shapes") or ():
+        try:
+            _, h, w = (int(n) for n in str(shape).split("x"))
+        except ValueError:
+            continue
+        if (h, w) not in sizes:
+            sizes.append((h, w))
+    return sizes
 
 
 MODES = ("generate", "extend", "interpolate", "edit")
@@ -495,6 +545,7 @@ def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | No
     pipe = model if isinstance(model, Pipeline) else load(model)
     if compile:
         pipe.compile()
+    pipe.given_domain = None
     video = getattr(pipe, mode)(*args, **kwargs)
     video.save(out)
     if sheet is not None:
@@ -503,4 +554,4 @@ def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | No
             "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
             "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
             "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
-            **({"sheet": str(sheet)} if sheet is not None else {})}
+            **({"sheet": str(sheet)} if sheet is not None else {}), **(pipe.given_domain or {})}

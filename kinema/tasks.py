@@ -55,16 +55,30 @@ class AutoencoderTask:
         self.model = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
         held = SyntheticClips("heldout", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
         self.heldout = torch.stack([held[i].video.to_tensor() for i in range(4)])
+        self.teacher = None
+        if cfg.anchor > 0:  # the init model, frozen: where procedural clips' latents stay
+            from .train import init_from
+            self.teacher = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
+            init_from(self.teacher, cfg.init, "autoencoder")
+            self.teacher.requires_grad_(False).eval().to(device)
 
     def after_resume(self, out: Path) -> None:
         pass
 
     def batch(self, step: int, rank: int, world: int):
-        video = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)[0]
-        return random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
+        video, _, clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)
+        x = random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
+        procedural = torch.tensor(["objects" in c.attributes for c in clips], device=self.device)
+        return x, procedural
 
-    def loss(self, model, x, gen):
-        loss, parts = model(x, gen)  # forward() is the loss, so DDP sees the call
+    def loss(self, model, batch, gen):
+        x, procedural = batch
+        anchor = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = self.teacher.encode(x[procedural]) if procedural.any() else None
+            anchor = (target, procedural, self.cfg.anchor)
+        loss, parts = model(x, gen, anchor)  # forward() is the loss, so DDP sees the call
         return loss, {k: float(v) for k, v in parts.items()}
 
     @torch.no_grad()
@@ -79,8 +93,12 @@ class AutoencoderTask:
     @torch.no_grad()
     def components(self, model):
         # per-channel latent statistics from a fixed batch, so latents enter the transformer ~N(0, 1)
-        x = torch.stack([self.data.clip(self.shape, 10_000_000 + i).video.to_tensor() for i in range(16)]).to(self.device)
-        model.set_latent_stats(model.encode(x, normalize=False))
+        if self.teacher is not None:  # anchored to the init model's latents: its statistics too
+            model.latent_mean.copy_(self.teacher.latent_mean)
+            model.latent_std.copy_(self.teacher.latent_std)
+        else:
+            x = torch.stack([self.data.clip(self.shape, 10_000_000 + i).video.to_tensor() for i in range(16)])
+            model.set_latent_stats(model.encode(x.to(self.device), normalize=False))
         return {"autoencoder": (model, model.config.to_dict())}
 
     def index(self) -> dict:

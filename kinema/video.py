@@ -260,6 +260,38 @@ def read_video(path, *, fps: float | None = None, height: int | None = None, wid
         raise VideoReadError(f"{p}: not a video kinema can read ({type(e).__name__}: {e})") from e
 
 
+def probe(path) -> tuple[int, int]:
+    """(height, width) of a video or image file from its header, without decoding pixels: what a
+    folder scan needs to put a file in an aspect bucket before reading it at the bucket's size.
+    Opens the file as `read_video` does (regular files, allowed demuxers only)."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with _open(p) as fh, Image.open(fh) as im:
+                    w, h = im.size
+                    with contextlib.suppress(*_BAD_FILE):  # rotated by EXIF: height and width swap
+                        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                            h, w = w, h
+        else:
+            with _open(p) as fh, av.open(fh, mode="r", metadata_errors="ignore",
+                                         options={"protocol_whitelist": "none"}) as container:
+                if not set(container.format.name.split(",")) & SAFE_DEMUXERS:
+                    raise VideoReadError(f"{p}: container format '{container.format.name}' is refused")
+                if not container.streams.video or container.streams.video[0].codec_context is None:
+                    raise VideoReadError(f"{p}: holds no video stream kinema can decode")
+                cc = container.streams.video[0].codec_context
+                h, w = _untagged_size(cc.height, cc.width, _size_tag(container.metadata.get("comment", "")))
+    except KinemaError:
+        raise
+    except (UnidentifiedImageError, *_BAD_FILE) as e:
+        raise VideoReadError(f"{p}: not a video kinema can read ({type(e).__name__}: {e})") from e
+    if not (h > 0 and w > 0):
+        raise VideoReadError(f"{p}: declares no frame size")
+    return int(h), int(w)
+
+
 def _stat(p: Path) -> os.stat_result:
     """The file or folder at `p` (after links); refuse anything else before opening it."""
     try:

@@ -275,9 +275,10 @@ class NaturalClips:
         check_size(H, W)
         rng = np.random.default_rng([self.seed, 7, int(index), T, H, W])
         frames, kind = natural_frames(rng, T, H, W)
+        at = None
         if T > 1 and rng.random() < CUT_RATE:  # a hard cut to another clip part way through
             at = int(rng.integers(1, T))
             frames[at:] = natural_frames(rng, T - at, H, W)[0]
             kind += "+cut"
-        return Clip(frames, self.fps, "", {"source": "natural", "kind": kind, "index": int(index)})
+        return Clip(frames, self.fps, "", {"source": "natural", "kind": kind, "index": int(index), "cut": at})
 

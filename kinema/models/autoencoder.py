@@ -316,8 +316,10 @@ class VideoAutoencoder(nn.Module):
         return torch.cat([self._decode(z[:, :, a:b], cache) for a, b in zip(starts, ends)], 2)
 
     # -- training
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """Weighted L1 + MSE reconstruction of a posterior sample, plus kl_weight x KL to N(0, I)."""
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, anchor=None):
+        """Weighted L1 + MSE reconstruction of a posterior sample, plus kl_weight x KL to N(0, I).
+        `anchor` = (target, keep, weight): adds weight x the mean squared distance, in normalised
+        units, between the latent means of the clips `keep` (a bool per clip) and `target`."""
         mean, logvar = self.moments(x)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + (0.5 * logvar).exp() * noise
@@ -326,8 +328,14 @@ class VideoAutoencoder(nn.Module):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         c = self.config
         total = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
-        return total, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        parts = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        if anchor is not None:
+            target, keep, weight = anchor
+            drift = ((self.normalize(mean[keep].float()) - target) ** 2).mean() if keep.any() else mean.sum() * 0
+            total = total + weight * drift
+            parts["anchor"] = drift.detach()
+        return total, parts
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, anchor=None):
         """The training loss (so DDP sees a forward call): see `loss`."""
-        return self.loss(x, generator)
+        return self.loss(x, generator, anchor)

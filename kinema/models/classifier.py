@@ -434,20 +434,33 @@ def load_classifier(path: str | Path | None = None) -> VideoClassifier:
     else:
         raise CheckpointError(f"no classifier in {folder} (expected config.json and model.safetensors; "
                               f"train one with `kinema train classifier`)")
-    return load_component(folder, lambda c: VideoClassifier(ClassifierConfig.from_dict(c))).eval()
+    from ..domain import Domain
+    model = load_component(folder, lambda c: VideoClassifier(ClassifierConfig.from_dict(c))).eval()
+    model.domain = Domain.load(folder)  # what its training clips look like to it (None: not fitted)
+    return model
 
 
 @torch.no_grad()
 def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> dict:
     """What the classifier reads in any video: {"attributes": {name: {"value", "confidence"}},
     "objects": [one dict per object, see `read_objects`] (with object queries, else []),
-    "caption", "uncertain": [names under `unsure`], "in_domain": no attribute is uncertain}."""
-    logits = model(prepare(video, model.config).unsqueeze(0))
+    "caption", "uncertain": [names under `unsure`], "in_domain", "domain_score"}. in_domain: the
+    clip's features lie inside what the classifier saw in training (kinema.domain: a calibrated
+    distance, `domain_score` <= `domain_threshold`); for a classifier without domain statistics,
+    that no attribute is uncertain."""
+    x = prepare(video, model.config).unsqueeze(0)
+    logits = model(x)
     reading = model.read(logits)[0]
     objects = read_objects(logits["objects"])[0] if "objects" in logits else []
     uncertain = [name for name, r in reading.items() if r["confidence"] < unsure]
-    return {"attributes": reading, "objects": objects, "caption": describe(reading, objects),
-            "uncertain": uncertain, "in_domain": not uncertain}
+    result = {"attributes": reading, "objects": objects, "caption": describe(reading, objects),
+              "uncertain": uncertain, "in_domain": not uncertain}
+    domain = getattr(model, "domain", None)
+    if domain is not None:
+        score = float(domain.score(model.features(x))[0])
+        result.update(in_domain=score <= domain.threshold, domain_score=round(score, 3),
+                      domain_threshold=round(domain.threshold, 3))
+    return result
 
 
 @torch.no_grad()
