@@ -103,6 +103,9 @@ def main():
     ap.add_argument("--windows", type=int, default=2, help="17-frame windows per video, spread over its length")
     ap.add_argument("--procedural", type=int, default=32, help="held-out procedural clips (0: skip)")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--sheet", type=Path, help="write a contact sheet: real frames, bicubic x4 and each model's "
+                                               "round trip, for --sheet-windows windows at the largest size")
+    ap.add_argument("--sheet-windows", type=int, default=4)
     args = ap.parse_args()
     torch.manual_seed(0)
     models = args.model or [str(shipped_model())]
@@ -116,6 +119,22 @@ def main():
             row[m] = scores(x, roundtrip(ae, x))
             row[m]["seconds"] = round(time.perf_counter() - t0, 1)
         result["sizes"][s] = row
+    if args.sheet:
+        x, names = data[max(args.sizes)]
+        pick = np.linspace(0, len(x) - 1, args.sheet_windows).round().astype(int)
+        x = x[pick]
+        rows = [("real", x), ("bicubic x4", bicubic(x, 4))]
+        rows += [(Path(m).name or m, roundtrip(load_autoencoder(m).eval(), x)) for m in models]
+        videos, captions = [], []
+        for i, k in enumerate(pick):
+            for label, v in rows:
+                videos.append(Video.from_tensor(v[i]))
+                captions.append(f"{names[k]}: {label}" + ("" if label == "real" else f" ({scores(x[i:i + 1], v[i:i + 1])['rgb']:.1f} dB)"))
+        from PIL import Image
+        from kinema.viz import contact_sheet
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(contact_sheet(videos, captions, frames=4, scale=1)).save(args.sheet)
+        print(f"wrote {args.sheet}")
     if args.procedural:
         held = SyntheticClips("heldout", 0, 17, 64, 64, 8.0)
         x = torch.stack([held[i].video.to_tensor() for i in range(args.procedural)])

@@ -1,15 +1,17 @@
-"""Fit the out-of-domain statistics kinema ships (kinema.domain), and measure them on real footage.
+"""Fit the out-of-domain scores kinema ships (kinema.domain), and measure them on real footage.
 
-    python benchmarks/fit_domains.py [--classifier DIR] [--model DIR] [--footage DIR] [--write] [--json PATH]
+    python benchmarks/fit_domains.py [--only classifier|model] [--model DIR] [--footage DIR] [--write] [--json PATH]
 
-- the classifier's (`kinema classify`: in_domain): a Gaussian over its features of --fit procedural
-  training clips, the threshold a margin over the highest score of held-out and compositions clips;
-- the generating model's (warnings of generate --image, edit, extend, interpolate): the same over
-  `latent_features` of the model's latents of procedural clips, both whole clips and frame 0 alone
-  (an image).
-Then the share of clips each flags: procedural held-out clips of other seeds (must be 0), the
-natural source's filmed photographs, and real footage windows (--footage; never trained on) as
-clips and as stills. --write stores domain.safetensors in the classifier and model folders.
+Each is a logistic score telling procedural clips (the training data: --fit clips of the train
+split, whole and as stills) from the natural source's filmed photographs and dead leaves
+(outlier exposure, --fit clips of seed 0), its threshold a margin over the highest score of
+held-out and compositions clips:
+- the classifier's (`kinema classify`: in_domain) on `VideoClassifier.domain_features`;
+- the generating model's (warnings of generate --image, edit, extend, interpolate) on
+  `latent_features` of the model's latents.
+Then the share of clips each flags: procedural held-out clips of another seed (must be 0),
+natural clips of another seed, and real footage windows (--footage; never trained on), as clips
+and as stills. --write stores domain.safetensors in the classifier and model folders.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from autoencoder_real import footage_windows  # noqa: E402
 
 from kinema.data.natural import NaturalClips  # noqa: E402
 from kinema.data.synthetic import SyntheticClips  # noqa: E402
-from kinema.domain import fit, latent_features  # noqa: E402
+from kinema.domain import MARGIN, fit, latent_features  # noqa: E402
 from kinema.models.classifier import ASSET, load_classifier, prepare  # noqa: E402
 from kinema.pipeline import load  # noqa: E402
 from kinema.video import Video  # noqa: E402
@@ -42,7 +44,7 @@ def procedural(split: str, seed: int, n: int, start: int = 0) -> list[Video]:
 def classifier_features(model, videos: list[Video]) -> torch.Tensor:
     out = []
     for i in range(0, len(videos), 32):
-        out.append(model.features(torch.stack([prepare(v, model.config) for v in videos[i:i + 32]])).float())
+        out.append(model.domain_features(torch.stack([prepare(v, model.config) for v in videos[i:i + 32]])))
     return torch.cat(out)
 
 
@@ -63,10 +65,15 @@ def main() -> None:
     ap.add_argument("--fit", type=int, default=1024, help="procedural training clips to fit on")
     ap.add_argument("--calibrate", type=int, default=512, help="held-out (and as many compositions) clips")
     ap.add_argument("--write", action="store_true", help="store the fitted statistics in the folders")
+    ap.add_argument("--only", choices=["classifier", "model"], help="fit one of the two")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="threshold margin over the highest calibration score, logits (default: kinema.domain.MARGIN "
+                         "for the classifier, 2 for the model, whose latent statistics separate less)")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     train = procedural("train", 0, a.fit)
+    outside = [NaturalClips(0).clip((17, 64, 64), i).video for i in range(a.fit)]
     calib = procedural("heldout", 0, a.calibrate) + procedural("compositions", 0, a.calibrate)
     tests = {"procedural heldout (seed 7)": procedural("heldout", 7, 256),
              "procedural compositions (seed 7)": procedural("compositions", 7, 256)}
@@ -77,9 +84,26 @@ def main() -> None:
         tests["real footage windows"] = [Video.from_tensor(v) for v in x]
     results: dict = {}
 
+    for part in [a.only] if a.only else ["classifier", "model"]:
+        (fit_classifier if part == "classifier" else fit_model)(a, train, outside, calib, tests, results)
+    for part, r in results.items():
+        print(f"{part}: threshold {r['threshold']:.3f}; share flagged out of domain (clips / stills), median score")
+        for name, f in r["flagged"].items():
+            print(f"  {name:34s} {f['clips']:6.1%} / {f['stills']:6.1%}   {f['median_score']:.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+
+
+def both(features, videos) -> torch.Tensor:
+    """Features of the clips and of their first frames as stills."""
+    return torch.cat([features(videos), features([Video(v.frames[:1], v.fps) for v in videos])])
+
+
+def fit_classifier(a, train, outside, calib, tests, results) -> None:
     clf = load_classifier(a.classifier)
-    dom = fit(classifier_features(clf, train), classifier_features(clf, calib),
-              what="kinema's procedural clips of coloured shapes")
+    feats = lambda videos: classifier_features(clf, videos)  # noqa: E731
+    dom = fit(both(feats, train), both(feats, outside), both(feats, calib),
+              what="kinema's procedural clips of coloured shapes", margin=a.margin or MARGIN)
     results["classifier"] = {"threshold": dom.threshold, "flagged": {}}
     for name, videos in tests.items():
         s = dom.score(classifier_features(clf, videos))
@@ -90,10 +114,12 @@ def main() -> None:
     if a.write:
         print("wrote", dom.save(Path(a.classifier)))
 
+
+def fit_model(a, train, outside, calib, tests, results) -> None:
     pipe = load(a.model)
-    tr = torch.cat([model_features(pipe, train), model_features(pipe, train, still=True)])
-    ca = torch.cat([model_features(pipe, calib), model_features(pipe, calib, still=True)])
-    mdom = fit(tr, ca, what="kinema's procedural clips of coloured shapes")
+    feats = lambda videos: model_features(pipe, videos)  # noqa: E731
+    mdom = fit(both(feats, train), both(feats, outside), both(feats, calib),
+               what="kinema's procedural clips of coloured shapes", margin=a.margin or 2.0)
     results["model"] = {"threshold": mdom.threshold, "flagged": {}}
     for name, videos in tests.items():
         s = mdom.score(model_features(pipe, videos))
@@ -104,13 +130,6 @@ def main() -> None:
     if a.write:
         from kinema.pipeline import _model_path
         print("wrote", mdom.save(_model_path(a.model)))
-
-    for part, r in results.items():
-        print(f"{part}: threshold {r['threshold']:.3f}; share flagged out of domain (clips / stills), median score")
-        for name, f in r["flagged"].items():
-            print(f"  {name:34s} {f['clips']:6.1%} / {f['stills']:6.1%}   {f['median_score']:.2f}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

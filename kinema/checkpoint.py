@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -223,6 +224,8 @@ def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.fl
                           {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()})
         _write_json(tmp / INDEX, {**index, "defaults": {**index.get("defaults", {}), **(defaults or {})},
                                   "exported_dtype": str(dtype).removeprefix("torch.")})
+        if (src / "domain.safetensors").is_file():  # its out-of-domain statistics (kinema.domain), as they are
+            shutil.copyfile(src / "domain.safetensors", tmp / "domain.safetensors")
     return dst
 
 

@@ -120,8 +120,8 @@ class TrainConfig:
         check_data(self.data)
         if (self.frames - 1) % TEMPORAL:
             raise InputError(f"training setting frames must be 4k+1 (5, 9, 13, 17, ...), got {self.frames}")
-        if self.anchor > 0 and not (self.component == "autoencoder" and self.init):
-            raise InputError("training setting anchor needs the autoencoder and init (the model whose latents it keeps)")
+        if self.anchor > 0 and self.component != "autoencoder":
+            raise InputError("training setting anchor is the autoencoder's (it keeps the init model's latents)")
         if self.crop % SPATIAL:
             raise InputError(f"training setting crop must be a multiple of {SPATIAL} (0 = no crop), got {self.crop}")
         if self.component == "autoencoder" and self.crop > min(self.height, self.width):
@@ -283,6 +283,15 @@ PRESETS: dict[tuple[str, str], dict] = {
         component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
         frames=9, crop=32, batch_size=16, lr=2e-3, warmup_steps=100, max_steps=15_000, ema_decay=0.999,
         log_every=20, sample_every=1000, checkpoint_every=500),
+    # The general-purpose autoencoder (issue 19): shapes-64's fine-tuned with --init on filmed
+    # photographs and dead leaves (natural, 3 parts) and procedural clips (1 part), 9x48x48 whole
+    # (the natural source renders views of any scale), anchored to the init model's latents of
+    # procedural clips (anchor: the transformer trained on them still fits). ~1 s a step on 2
+    # AVX2 cores (float32); docs/MODEL_CARD.md has the command and the measurements.
+    ("autoencoder", "general-64"): dict(
+        component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
+        data="natural:3,procedural:1", frames=9, height=48, width=48, batch_size=16, lr=1e-3, warmup_steps=50,
+        max_steps=3600, ema_decay=0.999, anchor=0.1, log_every=20, sample_every=1000, checkpoint_every=500),
     ("transformer", "tiny"): dict(
         component="transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,

@@ -66,7 +66,6 @@ class Pipeline:
         self.device = device or next(transformer.parameters()).device
         self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
         self.domain = domain  # kinema.domain.Domain of its training data's latents, or None
-        self.given_domain: dict | None = None  # the last call's given frames vs that domain (_check_domain)
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
@@ -221,26 +220,27 @@ class Pipeline:
         for i, image in sorted(images.items()):
             still = Video(np.repeat(image.frames[:1], 1 if i == 0 else 1 + TEMPORAL, 0), s["fps"])
             k = latent_frame(i)
-            z = self.encode(still, s["height"], s["width"], fit)
-            self._check_domain(z[:, :, :1] if i == 0 else z, "the given image" if len(images) == 1 else "a given image")
-            given[:, :, k] = z[:, :, -1]
+            given[:, :, k] = self.encode(still, s["height"], s["width"], fit)[:, :, -1]
             clean[:, k] = True
         return given, clean
 
-    def _check_domain(self, z: torch.Tensor, what: str) -> None:
-        """Note in `given_domain` how far the latents `z` of frames given to a mode are from this
-        model's training data (kinema.domain), and warn (once per call) when they are outside it."""
-        if self.domain is None:
-            return
-        score = float(self.domain.score(latent_features(z.cpu()))[0])
-        worst = max(score, (self.given_domain or {}).get("domain_score", 0.0))
-        inside = worst <= self.domain.threshold
-        if not inside and (self.given_domain or {}).get("in_domain", True):
-            warnings.warn(f"{what} looks unlike what this model was trained on (domain score {worst:.2f} > "
-                          f"{self.domain.threshold:.2f}): the given frames are kept, but what the model adds "
-                          f"will drift toward its own training data ({self.domain.what or 'see docs/MODEL_CARD.md'})")
-        self.given_domain = {"in_domain": inside, "domain_score": round(worst, 3),
-                             "domain_threshold": round(self.domain.threshold, 3)}
+    @torch.no_grad()
+    def given_domain(self, videos: list[Video], height: int, width: int, fit: str = "crop",
+                     warn: bool = True) -> dict | None:
+        """How far frames given to a mode are from this model's training data (kinema.domain):
+        {"in_domain", "domain_score", "domain_threshold"} for the farthest of `videos` (stills or
+        clips, fitted to height x width, their first frames up to one 17-frame window), or None
+        for a model without domain statistics. With `warn`, one warning when it is outside."""
+        if self.domain is None or not videos:
+            return None
+        score = max(float(self.domain.score(latent_features(self.encode(Video(v.frames[:17], v.fps), height, width,
+                                                                            fit).cpu()))[0]) for v in videos)
+        inside = score <= self.domain.threshold
+        if warn and not inside:
+            warnings.warn(f"the given frames look unlike what this model was trained on (domain score {score:.2f} > "
+                          f"{self.domain.threshold:.2f}): they are kept, but what the model adds will drift toward "
+                          f"its own training data ({self.domain.what or 'see docs/MODEL_CARD.md'})")
+        return {"in_domain": inside, "domain_score": round(score, 3), "domain_threshold": round(self.domain.threshold, 3)}
 
     @torch.no_grad()
     def _lock(self, videos: list[Video], images: dict[int, Video], s: dict, fit: str) -> list[Video]:
@@ -283,7 +283,6 @@ class Pipeline:
         `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
         then `extend` for the rest; keyframes past the first window are refused."""
         prompts = check_prompts(prompt)
-        self.given_domain = None
         if isinstance(image, Video):  # sized like the image when not told (the trained size nearest its aspect)
             height, width = source_size(self.defaults, (image.height, image.width), height, width)
         if seconds is not None:
@@ -294,6 +293,7 @@ class Pipeline:
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval, len(prompts))
         images = given_frames(image, last_image, keyframes, s["frames"])
         seed, fit, shift = check_seeds(seed, len(prompts)), check_fit(fit), check_shift(shift)
+        self.given_domain(list(images.values()), s["height"], s["width"], fit)
         self.windows = 0
         x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
         given, clean = self._frame_conditions(images, s, fit) if images else (None, None)
@@ -338,8 +338,6 @@ class Pipeline:
         schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
         new part, plus `clock`): each window follows the prompt in force where it starts."""
         _check_video(video, "the video to extend")
-        if clock == 0.0:  # (a long video's later windows continue its first call's note)
-            self.given_domain = None
         schedule = prompt_schedule(check_prompt(prompt))
         height, width = source_size(self.defaults, (video.height, video.width), height, width)
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
@@ -348,6 +346,8 @@ class Pipeline:
         todo = round(seconds * s["fps"])
         check_long(todo, s["height"], s["width"])
         out = video.resample(s["fps"]).resize(s["height"], s["width"], fit).frames
+        if clock == 0.0:  # a source given to extend (a long video's first window was checked by generate)
+            self.given_domain([Video(out, s["fps"])], s["height"], s["width"])
         check_long(len(out) + todo, s["height"], s["width"])
         keep = 1 + TEMPORAL * (context - 1)  # pixel frames of context
         new_per_window = s["frames"] - keep
@@ -360,8 +360,6 @@ class Pipeline:
         for w in tqdm(range(windows), desc="extending", unit="window", disable=not progress):
             given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
             given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
-            if w == 0:
-                self._check_domain(given[:, :, :context], "the video to extend")
             clean = self._no_tokens(given)
             clean[:, :context] = True
             x = self._noise(1, given.shape[1:], _derive(seed, w))
@@ -400,7 +398,6 @@ class Pipeline:
         frames are the source's pixels (`_paste`: the decoder would otherwise let the new content
         bleed a few pixels past the edge)."""
         _check_video(video, "the video to edit")
-        self.given_domain = None
         if mask is not None:
             _check_video(mask, "the mask")
         strength = check_strength((1.0 if mask is not None else 0.6) if strength is None else strength)
@@ -415,8 +412,8 @@ class Pipeline:
         src = Video(src.frames[:n], s["fps"])
         if strength == 0.0:
             return src
+        self.given_domain([src], s["height"], s["width"])
         z0 = self.encode(src, s["height"], s["width"])
-        self._check_domain(z0, "the video to edit")
         given = clean = pixels = None
         if mask is not None:  # a token is kept if the mask touches none of its latent positions
             pixels = self._pixel_mask(mask, video, src.num_frames, s, fit)
@@ -545,8 +542,12 @@ def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | No
     pipe = model if isinstance(model, Pipeline) else load(model)
     if compile:
         pipe.compile()
-    pipe.given_domain = None
     video = getattr(pipe, mode)(*args, **kwargs)
+    given = {"generate": lambda: [kwargs.get("image"), kwargs.get("last_image"), *(kwargs.get("keyframes") or {}).values()],
+             "interpolate": lambda: list(args[:2]), "extend": lambda: [args[0].resample(s["fps"])],
+             "edit": lambda: [args[0].resample(s["fps"])]}[mode]()  # as the mode fits its source
+    domain = pipe.given_domain([v for v in given if isinstance(v, Video)], video.height, video.width,
+                               kwargs.get("fit", "crop"), warn=False)
     video.save(out)
     if sheet is not None:
         Video(contact_sheet([video], [caption], frames=min(video.num_frames, 9))).save(sheet)
@@ -554,4 +555,4 @@ def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | No
             "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
             "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
             "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
-            **({"sheet": str(sheet)} if sheet is not None else {}), **(pipe.given_domain or {})}
+            **({"sheet": str(sheet)} if sheet is not None else {}), **(domain or {})}

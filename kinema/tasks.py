@@ -57,9 +57,14 @@ class AutoencoderTask:
         self.heldout = torch.stack([held[i].video.to_tensor() for i in range(4)])
         self.teacher = None
         if cfg.anchor > 0:  # the init model, frozen: where procedural clips' latents stay
+            if not cfg.init:
+                raise InputError(f"training setting anchor={cfg.anchor:g} keeps the latents of the model training "
+                                 f"starts from: give one with --init (e.g. --init kinema/assets/default)")
             from .train import init_from
             self.teacher = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
-            init_from(self.teacher, cfg.init, "autoencoder")
+            if init_from(self.teacher, cfg.init, "autoencoder"):
+                raise InputError(f"training setting anchor keeps the latents of {cfg.init}, but its autoencoder "
+                                 f"lacks parts of this one: anchor only to a model of the same sizes")
             self.teacher.requires_grad_(False).eval().to(device)
 
     def after_resume(self, out: Path) -> None:
@@ -157,6 +162,9 @@ class TransformerTask:
 
     def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
         (frames, height, width), first = shape, self.offsets[shape]
+        count = self.data.count(shape)
+        if count is not None:  # finite data (a folder): each clip once, not latent_cache draws of a few
+            n, first = min(n, count), 0
         key = {"n": n, "data": self.data.identity(), "frames": frames, "height": height,
                "width": width, "fps": self.cfg.fps,
                "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {})}
@@ -262,8 +270,8 @@ class ClassifierTask:
         clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)[2]
         unlabelled = [c for c in clips if "objects" not in c.attributes]
         if unlabelled:
-            raise InputError("the classifier trains on clips labelled with kinema's attributes (procedural data, "
-                             "or a folder from `kinema dataset export`); a clip of "
+            raise InputError("the classifier trains on clips labelled with kinema's attributes: procedural data "
+                             "only (--data procedural); a clip of "
                              f"{unlabelled[0].attributes.get('file', 'the data')} has none")
         pairs = [(c.video.to_tensor(), c.attributes) for c in clips]
         if self.cfg.augment:  # a pure function of the clip index, so a resumed run sees the same batches

@@ -240,7 +240,10 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     if resume:
         if not (model_dir / "train_state").is_dir():
             raise CheckpointError(f"{out}: nothing to resume (no model/train_state folder)")
-        read_index(model_dir)
+        before = read_index(model_dir).get("recipe", {}).get("data_identity")
+        if before is not None and before != data.identity() and main:
+            warnings.warn(f"the training data changed since {out} was last saved (files added, removed or edited): "
+                          f"the resumed run reads other clips than an uninterrupted one would have")
         step, elapsed = _unpack(*load_state(model_dir / "train_state"), model, ema, opt, gen)
         _truncate_log(out / "log.jsonl", step)  # rows logged after the checkpoint will be redone
     task.after_resume(out)
@@ -263,7 +266,8 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
                 components = task.components(model)
             # the state holds those buffers too, so a run resumed from here has what an uninterrupted one has
             tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
-            index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(), "world_size": world,
+            index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(),
+                                "data_identity": data.identity(), "world_size": world,
                                 "params": sum(p.numel() for p in model.parameters())}, **task.index()}
             try:
                 with ema.applied_to(model):

@@ -54,8 +54,8 @@ def make_footage(root: Path) -> dict:
     """Write the folder; returns what a scan should find."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "city").mkdir(exist_ok=True)
-    # 24 fps, 2 s, wide, with sound; caption beside it
-    wide = np.repeat(scene(0, 16, 48, 80), 3, axis=0)
+    # 24 fps, 3 s, wide, with sound; caption beside it
+    wide = np.repeat(scene(0, 24, 48, 80), 3, axis=0)
     write(wide, root / "street.mp4", 24, audio=True)
     (root / "street.txt").write_text("a busy street at dusk\n")
     # 30 fps mkv, square, in a subfolder, caption from metadata.jsonl
@@ -72,7 +72,8 @@ def make_footage(root: Path) -> dict:
     # a gif and two stills
     Video(scene(6, 21, 64, 64), 8.0).save(root / "loop.gif")
     Video(scene(7, 1, 64, 64), 8.0).save(root / "photo.png")
-    Video(scene(8, 1, 48, 80), 8.0).save(root / "wide photo.jpg")
+    from PIL import Image
+    Image.fromarray(scene(8, 1, 48, 80)[0]).save(root / "wide photo.jpg", quality=90)
     (root / "metadata.jsonl").write_text(
         json.dumps({"file": "city/square.mkv", "caption": "a square in the city"}) + "\n"
         + json.dumps({"file": "photo.png", "caption": "a still photograph"}) + "\n")

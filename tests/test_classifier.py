@@ -180,3 +180,33 @@ def test_tiny_object_readout_learns_which_object_does_what():
         read = classifier.read_objects(model.eval()(x)["objects"])
     red_motion = [{o["color"]: o["motion"] for o in r}.get("red") for r in read]
     assert red_motion == ["left", "still"]
+
+
+def test_in_domain_is_true_for_procedural_clips_and_false_for_natural_ones():
+    """The shipped classifier's calibrated domain score (kinema.domain): never flags held-out
+    procedural clips (of a seed it was not calibrated on), flags filmed photographs and dead
+    leaves (a seed it was not fitted on), as clips and as stills."""
+    from kinema.data.natural import NaturalClips
+    model = classifier.load_classifier()
+    assert model.domain is not None
+    held = SyntheticClips("heldout", 123, 17, 64, 64, 8.0)
+    for i in range(12):
+        r = classifier.classify(held[i].video, model)
+        assert r["in_domain"] and r["domain_score"] <= r["domain_threshold"], held[i].caption
+    nat = NaturalClips(321)
+    clips = [nat.clip((17, 64, 64), i).video for i in range(12)]
+    flagged = [not classifier.classify(v, model)["in_domain"] for v in clips]
+    stills = [not classifier.classify(Video(v.frames[:1], 8.0), model)["in_domain"] for v in clips]
+    assert sum(flagged) >= 10 and sum(stills) >= 10, (flagged, stills)
+
+
+def test_a_damaged_domain_file_is_a_clear_error(tmp_path):
+    import shutil
+    from kinema.errors import CheckpointError
+    folder = tmp_path / "clf"
+    shutil.copytree(classifier.ASSET, folder)
+    (folder / "domain.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="domain"):
+        classifier.load_classifier(folder)
+    (folder / "domain.safetensors").unlink()  # without one: the old rule (no attribute uncertain)
+    assert classifier.load_classifier(folder).domain is None

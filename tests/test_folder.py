@@ -114,7 +114,7 @@ def test_buckets_follow_each_files_aspect(source):
 
 def test_videos_are_resampled_to_the_training_fps(source):
     frames = {f.rel: f.frames for f in source.report.files}
-    assert frames["street.mp4"] == 16  # 48 frames at 24 fps = 2 s
+    assert frames["street.mp4"] == 24  # 72 frames at 24 fps = 3 s
     assert frames["city/square.mkv"] == 24  # 90 at 30 fps = 3 s
     assert frames["tall.webm"] == 20  # 25 at 10 fps
     assert 15 <= frames["vfr.mp4"] <= 40  # variable rate: read, at about its average rate
@@ -266,3 +266,26 @@ def test_the_classifier_refuses_unlabelled_footage(footage, tmp_path):
     cfg.height = cfg.width = 16
     with pytest.raises(InputError, match="labelled"):
         train("classifier", cfg, tmp_path / "c", max_steps=1, progress=False)
+
+
+def test_torchrun_ddp_trains_on_a_folder(footage, tmp_path):
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "kinema",
+           "train", "autoencoder", "--preset", "tiny", "--data", str(footage[0]), "--out", str(tmp_path / "r"),
+           "--max-steps", "3", "--max-minutes", "30", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and reports[0]["world_size"] == 2 and reports[0]["step"] == 3
+
+
+def test_a_latent_cache_of_a_folder_holds_each_clip_once(footage, tmp_path):
+    from safetensors.torch import load_file
+    ae = tmp_path / "ae"
+    train("autoencoder", preset("autoencoder", "tiny"), ae, max_steps=1, progress=False)
+    cfg = preset("transformer", "tiny").override([f"data={footage[0]}", "latent_cache=500"])
+    train("transformer", cfg, tmp_path / "t", max_steps=2, autoencoder=ae, progress=False)
+    windows = FolderSource(footage[0], fps=8.0, shapes=[(5, 16, 16)], progress=False).count((5, 16, 16))
+    assert 0 < windows < 500
+    assert load_file(str(tmp_path / "t" / "cache" / "latents.safetensors"))["latents"].shape[0] == windows

@@ -13,7 +13,8 @@ from kinema.checkpoint import read_index
 from kinema.cli import main
 from kinema.config import preset
 from kinema.errors import CheckpointError, InputError, TrainingError
-from kinema.pipeline import load
+from kinema.data.synthetic import SyntheticClips
+from kinema.pipeline import load, load_autoencoder
 from kinema.tasks import random_crops
 from kinema.train import train
 
@@ -325,3 +326,26 @@ def test_every_preset_is_a_valid_config_inside_the_limits():
 def test_model_settings_a_run_cannot_use_are_refused_when_parsed(setting, needle):
     with pytest.raises(InputError, match=needle):
         preset("transformer", "tiny").override([setting])
+
+
+def test_an_anchored_autoencoder_keeps_the_init_models_latents(tmp_path):
+    """anchor > 0 (with init) keeps the encoder's latents of procedural clips where the init model
+    put them, while it learns other data; without it they drift."""
+    base = tmp_path / "base"
+    train("autoencoder", preset("autoencoder", "tiny"), base, max_steps=10, progress=False)
+    runs = {}
+    for anchor in (0.0, 10.0):
+        cfg = preset("autoencoder", "tiny").override([f"init={base}", "data=natural:3,procedural:1",
+                                                      f"anchor={anchor}", "lr=1e-2", "warmup_steps=0"])
+        train("autoencoder", cfg, tmp_path / f"a{anchor:g}", max_steps=12, progress=False)
+        runs[anchor] = load_autoencoder(tmp_path / f"a{anchor:g}")
+    x = torch.stack([SyntheticClips("heldout", 0, 5, 16, 16, 8.0)[i].video.to_tensor() for i in range(8)])
+    ref = load_autoencoder(base)
+    with torch.no_grad():
+        z0 = ref.encode(x)
+        drift = {a: float((m.encode(x) - z0).pow(2).mean()) for a, m in runs.items()}
+    assert drift[10.0] < 0.5 * drift[0.0], drift
+    torch.testing.assert_close(runs[10.0].latent_std, ref.latent_std)  # the init model's statistics kept
+    with pytest.raises(InputError, match="--init"):
+        train("autoencoder", preset("autoencoder", "tiny").override(["anchor=1"]), tmp_path / "x", max_steps=1,
+              progress=False)

@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import stat
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -70,23 +71,34 @@ def find_media(root: Path) -> list[Path]:
 
 
 def _read_text(p: Path, limit: int) -> str:
-    with open(p, "rb") as fh:
+    """A caption or metadata file's text (a BOM dropped), opened as the video reader opens files:
+    regular files only, without blocking (a FIFO swapped in would wait for ever)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise DatasetError(f"{p}: cannot open ({e.strerror})") from e
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasetError(f"{p}: not a regular file")
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise DatasetError(f"{p}: over {limit} bytes; is it really a caption file?")
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _metadata_rows(p: Path) -> list[dict]:
     text = _read_text(p, MAX_METADATA_BYTES)
     if p.suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
+        try:
+            return list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as e:
+            raise DatasetError(f"{p}: not a readable CSV ({e})") from e
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 raise DatasetError(f"{p} line {n}: not JSON ({e})") from e
             if not isinstance(row, dict):
                 raise DatasetError(f"{p} line {n}: expected an object with 'file' and 'caption'")
@@ -103,16 +115,25 @@ def read_captions(root: Path, files: list[Path]) -> dict[Path, str]:
         for meta in METADATA_FILES:
             if meta not in names:
                 continue
-            for row in _metadata_rows(Path(here) / meta):
+            try:
+                rows = _metadata_rows(Path(here) / meta)
+            except DatasetError as e:  # one bad metadata file loses its captions, not the scan
+                warnings.warn(f"{e}; its captions are not used")
+                continue
+            for row in rows:
                 name = next((row[k] for k in FILE_KEYS if isinstance(row.get(k), str) and row[k]), None)
                 caption = next((row[k] for k in CAPTION_KEYS if isinstance(row.get(k), str)), None)
                 if name is not None and caption is not None:
                     captions[Path(os.path.normpath(Path(here) / name))] = caption
     for f in files:
         txt = f.with_suffix(".txt")
-        if txt.is_file():
-            captions[f] = _read_text(txt, MAX_CAPTION_BYTES)
-    return {f: " ".join(c.split()) for f, c in captions.items() if f in set(files)}
+        if txt.exists():
+            try:
+                captions[f] = _read_text(txt, MAX_CAPTION_BYTES)
+            except DatasetError as e:
+                warnings.warn(f"{e}; {f.name} trains without it")
+    wanted = set(files)
+    return {f: " ".join(c.split()) for f, c in captions.items() if f in wanted}
 
 
 def with_trigger(caption: str, trigger: str) -> str:
@@ -215,6 +236,9 @@ class FolderSource:
             raise DatasetError(f"windows must be one of {', '.join(WINDOWS)}, got {windows!r}")
         self.fps, self.shapes, self.trigger, self.how = float(fps), sorted(set(shapes)), trigger, windows
         self.sizes = sorted({(h, w) for _, h, w in self.shapes})
+        # each file goes to the nearest size that has a shape of its kind (stills: 1 frame)
+        self.image_sizes = sorted({(h, w) for f, h, w in self.shapes if f == 1})
+        self.video_sizes = sorted({(h, w) for f, h, w in self.shapes if f > 1})
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict = OrderedDict()
         self._held = 0
@@ -229,12 +253,16 @@ class FolderSource:
             raise DatasetError(f"{self.root}: no videos or images found (looked for "
                                f"{', '.join(sorted(MEDIA_SUFFIXES))})")
         captions = read_captions(self.root, media)
-        video_frames = sorted({f for f, _, _ in self.shapes if f > 1})
         for path in tqdm(media, desc=f"scan {self.root.name}", unit="file", disable=not progress):
             rel = path.relative_to(self.root).as_posix()
             kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+            sizes = self.image_sizes if kind == "image" else self.video_sizes
+            if not sizes:
+                self.report.dropped.append((rel, "an image (a 1-frame clip), and no training shape has 1 frame"
+                                            if kind == "image" else "a video, and every training shape is 1 frame"))
+                continue
             try:
-                bucket = nearest_bucket(*probe(path), self.sizes)
+                bucket = nearest_bucket(*probe(path), sizes)
                 entry = FileEntry(path, rel, captions.get(path), kind, bucket)
                 frames = self._decode(len(self.report.files), entry)
             except KinemaError as e:
@@ -260,8 +288,6 @@ class FolderSource:
                     if not starts:
                         self.report.dropped.append((rel, f"a shot of {e - s} frames at {self.fps:g} fps (frames "
                                                           f"{s}-{e - 1}) is shorter than one {F}-frame window"))
-            if not video_frames:
-                self.report.dropped.append((rel, "a video, but every training shape is 1 frame (images)"))
         self.report.windows = {"x".join(map(str, s)): len(v) for s, v in self.index.items()}
         if not any(self.index.values()):
             raise DatasetError(self._empty_reason())
@@ -279,10 +305,7 @@ class FolderSource:
         shapes = ", ".join("x".join(map(str, s)) for s in self.shapes)
         why = [f"{len(r.skipped)} files could not be read (e.g. {r.skipped[0][0]}: {r.skipped[0][1]})"] if r.skipped else []
         if r.dropped:
-            why.append(f"{len(r.dropped)} shots were shorter than a window (e.g. {r.dropped[0][0]}: {r.dropped[0][1]})")
-        images = sum(f.kind == "image" for f in r.files)
-        if images and not any(s[0] == 1 for s in self.shapes):
-            why.append(f"{images} images are 1-frame clips, and no training shape has 1 frame")
+            why.append(f"{len(r.dropped)} files or shots were left out (e.g. {r.dropped[0][0]}: {r.dropped[0][1]})")
         return f"{self.root}: no training clips of {shapes}: " + ("; ".join(why) or "nothing usable")
 
     def _decode(self, k: int, entry: FileEntry) -> np.ndarray:
@@ -291,7 +314,11 @@ class FolderSource:
             self._cache.move_to_end(key)
             return self._cache[key]
         video = read_video(entry.path, fps=self.fps, height=entry.bucket[0], width=entry.bucket[1], fit="crop")
-        frames = video.frames[:1] if entry.kind == "image" else video.frames
+        frames = video.frames[:1].copy() if entry.kind == "image" else video.frames
+        if entry.frames and len(frames) != entry.frames:  # decoded again after eviction: the same file?
+            raise DatasetError(f"{entry.path}: changed since the folder was scanned ({entry.frames} frames then, "
+                               f"{len(frames)} now); training reads what the scan saw: restart or resume from "
+                               f"an unchanged folder")
         self._cache[key] = frames
         self._held += frames.nbytes
         while self._held > self.cache_bytes and len(self._cache) > 1:
@@ -313,8 +340,11 @@ class FolderSource:
     def identity(self) -> dict:
         h = hashlib.sha256()
         for f in self.report.files:
-            st = f.path.stat()
-            h.update(json.dumps([f.rel, st.st_size, st.st_mtime_ns, f.caption]).encode())
+            try:
+                st = f.path.stat()
+            except OSError as e:
+                raise DatasetError(f"{f.path}: gone since the folder was scanned ({e.strerror})") from e
+            h.update(json.dumps([f.rel, st.st_size, st.st_mtime_ns, f.caption, f.frames, f.bucket]).encode())
         return {"source": "folder", "path": str(self.root.resolve()), "files": h.hexdigest()[:16],
                 "fps": self.fps, "windows": self.how, "trigger": self.trigger, "version": FOLDER_VERSION}
 

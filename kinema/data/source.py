@@ -151,14 +151,16 @@ def parse_data(spec: str) -> list[tuple[str, float]]:
     for item in filter(None, (p.strip() for p in (spec or "procedural").split(","))):
         name, sep, tail = item.rpartition(":")
         weight = 1.0
+        if sep and Path(item).expanduser().is_dir():  # a folder whose name has a colon
+            name, sep = item, ""
         if sep:
             try:
                 weight = float(tail)
             except ValueError:
                 name, weight = item, 1.0  # a colon inside a path
             else:
-                if not (math.isfinite(weight) and weight > 0):
-                    raise InputError(f"--data {item}: the weight after ':' must be a number > 0, got {tail!r}")
+                if not (math.isfinite(weight) and 0 < weight <= 1e6):
+                    raise InputError(f"--data {item}: the weight after ':' must be a number in (0, 1e6], got {tail!r}")
         parts.append((name or item, weight))
     if not parts:
         raise InputError("--data names no source")

@@ -208,6 +208,19 @@ class VideoClassifier(nn.Module):
             pooled = torch.cat([pooled, h.amax(dim=(2, 3, 4))], dim=-1)
         return h, self.norm(pooled)
 
+    def domain_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D): the mean and spread of every channel of the stem and each block over the clip,
+        low-level statistics (colours, textures, edges, motion) as well as high-level ones: what
+        kinema.domain scores to tell clips like the training data from others."""
+        if self.config.differences:
+            x = torch.cat([x, torch.diff(x, dim=2, prepend=x[:, :, :1])], dim=1)
+        h = F.silu(self.stem(x))
+        stats = [torch.cat([h.mean((2, 3, 4)), h.std((2, 3, 4))], 1)]
+        for block in self.blocks:
+            h = block(h)
+            stats.append(torch.cat([h.mean((2, 3, 4)), h.std((2, 3, 4))], 1))
+        return torch.cat(stats, 1).float()
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The video embedding (B, feature_dim) of clips (B, 3, T, H, W) in [-1, 1]."""
         return self._trunk(x)[1]
@@ -457,7 +470,7 @@ def classify(video: Video, model: VideoClassifier, unsure: float = UNSURE) -> di
               "uncertain": uncertain, "in_domain": not uncertain}
     domain = getattr(model, "domain", None)
     if domain is not None:
-        score = float(domain.score(model.features(x))[0])
+        score = float(domain.score(model.domain_features(x))[0])
         result.update(in_domain=score <= domain.threshold, domain_score=round(score, 3),
                       domain_threshold=round(domain.threshold, 3))
     return result
