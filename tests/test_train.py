@@ -341,10 +341,10 @@ def test_an_anchored_autoencoder_keeps_the_init_models_latents(tmp_path):
         runs[anchor] = load_autoencoder(tmp_path / f"a{anchor:g}")
     x = torch.stack([SyntheticClips("heldout", 0, 5, 16, 16, 8.0)[i].video.to_tensor() for i in range(8)])
     ref = load_autoencoder(base)
-    with torch.no_grad():
-        z0 = ref.encode(x)
-        drift = {a: float((m.encode(x) - z0).pow(2).mean()) for a, m in runs.items()}
-    assert drift[10.0] < 0.5 * drift[0.0], drift
+    with torch.no_grad():  # raw latents: the unanchored run also renormalises, which would hide its drift
+        z0 = ref.encode(x, normalize=False)
+        drift = {a: float((m.encode(x, normalize=False) - z0).pow(2).mean()) for a, m in runs.items()}
+    assert drift[10.0] < 0.2 * drift[0.0], drift
     torch.testing.assert_close(runs[10.0].latent_std, ref.latent_std)  # the init model's statistics kept
     with pytest.raises(InputError, match="--init"):
         train("autoencoder", preset("autoencoder", "tiny").override(["anchor=1"]), tmp_path / "x", max_steps=1,
