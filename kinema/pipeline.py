@@ -233,8 +233,14 @@ class Pipeline:
         for a model without domain statistics. With `warn`, one warning when it is outside."""
         if self.domain is None or not videos:
             return None
-        score = max(float(self.domain.score(latent_features(self.encode(Video(v.frames[:17], v.fps), height, width,
-                                                                            fit).cpu()))[0]) for v in videos)
+        return self._domain_of([self.encode(Video(v.frames[:17], v.fps), height, width, fit) for v in videos], warn)
+
+    def _domain_of(self, latents: list[torch.Tensor], warn: bool = True) -> dict | None:
+        """`given_domain` of frames already encoded (normalised latents, their first 5 latent frames:
+        the causal encoder gives a clip's first 17 frames the same latents alone or in a longer clip)."""
+        if self.domain is None:
+            return None
+        score = max(float(self.domain.score(latent_features(z[:, :, :5].float().cpu()))[0]) for z in latents)
         inside = score <= self.domain.threshold
         if warn and not inside:
             warnings.warn(f"the given frames look unlike what this model was trained on (domain score {score:.2f} > "
@@ -412,8 +418,8 @@ class Pipeline:
         src = Video(src.frames[:n], s["fps"])
         if strength == 0.0:
             return src
-        self.given_domain([src], s["height"], s["width"])
         z0 = self.encode(src, s["height"], s["width"])
+        self._domain_of([z0])
         given = clean = pixels = None
         if mask is not None:  # a token is kept if the mask touches none of its latent positions
             pixels = self._pixel_mask(mask, video, src.num_frames, s, fit)
