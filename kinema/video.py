@@ -225,13 +225,16 @@ def _resize_frames(x: np.ndarray, height: int, width: int, fit: str) -> np.ndarr
 # ---------------------------------------------------------------------------------- reading
 
 def read_video(path, *, fps: float | None = None, height: int | None = None, width: int | None = None,
-               fit: str = "crop", max_frames: int = MAX_FRAMES, max_pixels: int = MAX_TOTAL_PIXELS) -> Video:
+               fit: str = "crop", max_frames: int = MAX_FRAMES, max_pixels: int = MAX_TOTAL_PIXELS,
+               head: bool = False) -> Video:
     """Read a video file, an animated gif, a still image or a folder of numbered images.
 
     With `fps` and/or `height` and `width`, each frame is resampled (as `Video.resample`) and resized
     (as `Video.resize` with `fit`) as it is decoded: the result equals reading, then
     `.resample(fps).resize(height, width, fit)`, but memory follows the output, not the input, and
-    the caps (`max_frames`, `max_pixels`) apply to the output."""
+    the caps (`max_frames`, `max_pixels`) apply to the output. With `head`, a video file over the
+    caps (or over the decoding cap, MAX_DECODED_PIXELS) is read up to them, its first frames,
+    instead of refused: what training on long footage wants."""
     fps = None if fps is None else check_fps(fps)
     if (height is None) != (width is None):
         raise InputError(f"give both height and width to resize while reading, or neither; got {height}x{width}")
@@ -241,7 +244,7 @@ def read_video(path, *, fps: float | None = None, height: int | None = None, wid
     mode = _stat(p).st_mode
 
     def output(src_fps: float) -> _Output:
-        return _Output(p, src_fps, fps, size, fit, max_frames, max_pixels)
+        return _Output(p, src_fps, fps, size, fit, max_frames, max_pixels, head)
 
     try:
         if stat.S_ISDIR(mode):
@@ -333,6 +336,10 @@ def _open(p: Path):
     return fh
 
 
+class _Full(Exception):
+    """A `head` read reached a cap: the frames so far are the result."""
+
+
 class _Output:
     """A read's result, built as the source is decoded: resampled (nearest earlier frame, as
     `Video.resample`) and resized (as `Video.resize`) frame by frame, so memory follows the
@@ -340,7 +347,8 @@ class _Output:
     resampling drops is never converted; the caps apply to the output."""
 
     def __init__(self, where: Path, src_fps: float, fps: float | None, size, fit: str, max_frames: int,
-                 max_pixels: int):
+                 max_pixels: int, head: bool = False):
+        self.head = head  # at a cap: stop (_Full) and keep the frames so far, instead of refusing
         self.where, self.src, self.fps, self.size, self.fit = where, src_fps, fps or src_fps, size, fit
         self.max_frames, self.max_pixels = max_frames, max_pixels
         self.frames: list[np.ndarray] = []  # a repeated frame is one array, listed again
@@ -355,6 +363,8 @@ class _Output:
 
     def check(self, n: int, area: int = 0) -> None:
         """Refuse an output of `n` frames (of `area` pixels each, until the output's is known)."""
+        if self.head and (n > self.max_frames or n * (self.area or area) > self.max_pixels):
+            raise _Full
         if n > self.max_frames:
             raise VideoReadError(f"{self.where}: more than {self.max_frames} frames (the cap); trim the video")
         if n * (self.area or area) > self.max_pixels:
@@ -364,6 +374,8 @@ class _Output:
     def spend(self, pixels: int) -> None:
         """Count source pixels about to be decoded (a dropped frame costs decoding time too)."""
         self.decoded += pixels
+        if self.decoded > MAX_DECODED_PIXELS and self.head:
+            raise _Full
         if self.decoded > MAX_DECODED_PIXELS:
             raise VideoReadError(f"{self.where}: decoding it takes over {MAX_DECODED_PIXELS:,} pixels (the cap, "
                                  f"about a minute of decoding); trim or downscale it")
@@ -402,6 +414,7 @@ class _Output:
 def _read_images(files: list[Path], out: _Output) -> Video:
     """Still images, one frame each: the output's frame count is known before any is opened,
     and each image's size is checked from its header before it is decoded."""
+    out.head = False  # stills and frame folders are read whole or refused
     out.least = out.count(len(files))
     out.check(out.least)
     def admit(h: int, w: int) -> None:
@@ -507,7 +520,7 @@ def _read_container(p: Path, output) -> Video:
                 raise VideoReadError(f"{p}: {w}x{h} frames are over the cap of {MAX_FRAME_PIXELS} pixels")
             out = output(_stream_fps(stream, gif="gif" in fmt.split(",")))
             declared = max(0, stream.frames or 0)
-            if declared:  # a file that says it is too long is refused before decoding
+            if declared and not out.head:  # a file that says it is too long is refused before decoding
                 out.check(out.count(declared), h * w)
             tag = _size_tag(container.metadata.get("comment", ""))
 
@@ -516,18 +529,20 @@ def _read_container(p: Path, output) -> Video:
                 out.admit(th, tw)
                 return _frame_rgb(frame)[:th, :tw]
 
-            n = 0
+            n, full = 0, False
             try:
                 for n, frame in enumerate(container.decode(stream), 1):
                     out.spend(frame.height * frame.width)
                     out.push(n - 1, frame, convert)
+            except _Full:  # a head read at a cap: keep what came
+                full = True
             except KinemaError:
                 raise
             except _BAD_FILE as e:
                 raise VideoReadError(f"{p}: corrupt or truncated video ({e})") from e
     if n == 0:
         raise VideoReadError(f"{p}: the video holds zero frames")
-    if declared and n < declared:
+    if declared and n < declared and not full:
         raise VideoReadError(f"{p}: truncated video: decoded {n} of {declared} frames")
     return out.video()
 

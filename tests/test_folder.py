@@ -289,3 +289,23 @@ def test_a_latent_cache_of_a_folder_holds_each_clip_once(footage, tmp_path):
     windows = FolderSource(footage[0], fps=8.0, shapes=[(5, 16, 16)], progress=False).count((5, 16, 16))
     assert 0 < windows < 500
     assert load_file(str(tmp_path / "t" / "cache" / "latents.safetensors"))["latents"].shape[0] == windows
+
+
+def test_a_video_over_the_read_caps_gives_its_first_frames(tmp_path, monkeypatch):
+    import kinema.video as video_module
+    from kinema.errors import VideoReadError
+    from kinema.video import read_video
+    from footage import write
+    write(scene(0, 40, 64, 64), tmp_path / "long.mp4", 8)
+    whole = read_video(tmp_path / "long.mp4")
+    monkeypatch.setattr(video_module, "MAX_DECODED_PIXELS", 25 * 64 * 64)  # 25 frames' worth of decoding
+    with pytest.raises(VideoReadError, match="cap"):
+        read_video(tmp_path / "long.mp4")
+    head = read_video(tmp_path / "long.mp4", head=True)
+    assert 20 <= head.num_frames <= 25
+    np.testing.assert_array_equal(head.frames, whole.frames[:head.num_frames])  # its first frames, as they are
+    with pytest.raises(VideoReadError, match="frames"):
+        read_video(tmp_path / "long.mp4", max_frames=10)
+    assert read_video(tmp_path / "long.mp4", max_frames=10, head=True).num_frames == 10
+    src = FolderSource(tmp_path, fps=8.0, shapes=[(17, 64, 64)], progress=False)
+    assert src.count((17, 64, 64)) == 1 and not src.report.skipped

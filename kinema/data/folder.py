@@ -14,7 +14,9 @@ For the training shapes (frames x height x width), each file goes to the aspect 
 height x width among the shapes) nearest its own aspect and is read at the training fps, resized
 to cover the bucket and centre-cropped, through kinema's safe reader (bounded memory and time).
 A video is split at scene cuts (`scene_cuts`: a cheap frame-difference detector) and each shot is
-cut into windows of the shape's 4k+1 frames: `head` (the first window of each shot), `uniform`
+cut into windows of the shape's 4k+1 frames (a video over the reader's caps, MAX_FRAMES at the
+training fps or about a minute of decoding, contributes its first frames up to them): `head`
+(the first window of each shot), `uniform`
 (as many non-overlapping windows as fit, evenly spread) or `sliding` (every window, half
 overlapping). Images are clips of the 1-frame shapes. A file that cannot be read is skipped and
 listed with the reason; a shot shorter than a window is dropped and counted; a scan that finds
@@ -313,7 +315,9 @@ class FolderSource:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        video = read_video(entry.path, fps=self.fps, height=entry.bucket[0], width=entry.bucket[1], fit="crop")
+        # head: a long or huge video is read up to the reader's caps (its first minutes), not skipped
+        video = read_video(entry.path, fps=self.fps, height=entry.bucket[0], width=entry.bucket[1], fit="crop",
+                           head=True)
         frames = video.frames[:1].copy() if entry.kind == "image" else video.frames
         if entry.frames and len(frames) != entry.frames:  # decoded again after eviction: the same file?
             raise DatasetError(f"{entry.path}: changed since the folder was scanned ({entry.frames} frames then, "
