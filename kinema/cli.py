@@ -261,9 +261,11 @@ def build_parser() -> Parser:
                        description="Train a component from a named preset. The run folder gets model/ (the "
                                    "checkpoint, written atomically, resumable), log.jsonl, loss.png and samples/.")
     p.add_argument("component", choices=list(COMPONENTS), help="what to train")
-    p.add_argument("--preset", help="recipe name: tiny (seconds, for tests) or shapes-64 (the classifier also has "
-                                    "shapes-64-objects, its second stage, with --init); not needed with --resume "
-                                    "of an existing run, which keeps its own recipe")
+    p.add_argument("--preset", help="recipe name: tiny (seconds, for tests) or shapes-64; the autoencoder also has "
+                                    "general-64 (real footage: a fine-tune with --init), the transformer default "
+                                    "(the shipped model's shape buckets), the classifier shapes-64-objects (its "
+                                    "second stage, with --init); not needed with --resume of an existing run, which "
+                                    "keeps its own recipe")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--autoencoder", help="model or run folder with a trained autoencoder (transformer only)")
     p.add_argument("--max-steps", type=whole(1, 10**9),
