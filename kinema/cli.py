@@ -669,7 +669,7 @@ def cmd_dataset_scan(args) -> None:
         lines.append(f"skipped {len(report['skipped'])} file(s) that cannot be read:")
         lines += [f"  {s['file']}: {s['reason']}" for s in report["skipped"]]
     if report["dropped"]:
-        lines.append(f"dropped {len(report['dropped'])} shot(s) shorter than a window:")
+        lines.append(f"left out {len(report['dropped'])} shot(s) or file(s) no training shape takes:")
         lines += [f"  {s['file']}: {s['reason']}" for s in report["dropped"][:20]]
         lines += [f"  ... and {len(report['dropped']) - 20} more"] if len(report["dropped"]) > 20 else []
     lines += [f"wrote {report['sheet']} (contact sheet)"] if args.sheet else []

@@ -391,7 +391,8 @@ class Pipeline:
     # -- editing
     @torch.no_grad()
     def edit(self, video: Video, prompt: str, *, strength: float | None = None, mask: Video | None = None,
-             height: int | None = None, width: int | None = None, fps: float | None = None, steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
+             height: int | None = None, width: int | None = None, fps: float | None = None,
+             steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
              shift: float | None = None, fit: str = "crop", guidance_interval: tuple[float, float] | None = None,
              progress: bool = True) -> Video:
         """Video-to-video with a new prompt. The source (fitted to `height` x `width` at `fps`; by
@@ -486,7 +487,8 @@ def model_spec(model) -> tuple[dict, int]:
     if isinstance(model, Pipeline):
         return model.defaults, model.transformer.config.patch
     folder = _model_path(model)
-    defaults = read_index(folder).get("defaults") or {}
+    index = read_index(folder)
+    defaults = index.get("defaults") or {}
     try:
         patch = json.loads((folder / "transformer" / "config.json").read_text()).get("patch", 2)
     except (OSError, ValueError, AttributeError):
@@ -494,7 +496,7 @@ def model_spec(model) -> tuple[dict, int]:
                               f"`kinema train transformer`)") from None
     if not isinstance(defaults, dict) or patch not in PATCHES:
         raise CheckpointError(f"{folder}: corrupt model_index.json defaults or transformer patch {patch!r}")
-    return {**defaults, "sizes": trained_sizes(read_index(folder))}, patch
+    return {**defaults, "sizes": trained_sizes(index)}, patch
 
 
 def trained_sizes(index: dict) -> list[tuple[int, int]]:

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DatasetError, KinemaError
+from ..errors import CheckpointError, DatasetError, KinemaError
 from ..video import IMAGE_SUFFIXES, probe, read_video
 from .source import WINDOWS, Clip, Shape
 
@@ -366,6 +366,7 @@ class FolderSource:
 def scan_shapes(text: str | None) -> list[Shape]:
     """Shapes given as "17x64x64,1x64x64"; by default the shipped model's trained shapes and a
     1-frame shape of each of their sizes (what a fine-tune of it reads: videos and images)."""
+    from ..checkpoint import read_index
     from ..config import parse_shapes
     from ..pipeline import SPATIAL, shipped_model
     if text:
@@ -373,8 +374,8 @@ def scan_shapes(text: str | None) -> list[Shape]:
     trained = ["17x64x64"]
     folder = shipped_model()
     if folder is not None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            trained = json.loads((folder / "model_index.json").read_text())["trained_shapes"] or trained
+        with contextlib.suppress(CheckpointError):
+            trained = read_index(folder).get("trained_shapes") or trained
     shapes = parse_shapes(",".join(trained), (17, 64, 64), SPATIAL)
     return shapes + sorted({(1, h, w) for _, h, w in shapes})
 
