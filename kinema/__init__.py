@@ -18,4 +18,10 @@ def load(path=None, device=None):
     return _load(path, device)
 
 
-__all__ = ["KinemaError", "Video", "load", "__version__"]
+def finetune(data, out, **kwargs):
+    """Fine-tune a model on a folder of footage, a LoRA adapter or every weight (see `kinema.finetuning`)."""
+    from .finetuning import finetune as _finetune
+    return _finetune(data, out, **kwargs)
+
+
+__all__ = ["KinemaError", "Video", "finetune", "load", "__version__"]

@@ -116,6 +116,16 @@ def verify_checksum(path: Path) -> None:
                               f"delete {path.parent / CHECKSUMS}")
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """A short hash of weights (names and bytes, in order): what was made from one model (cached
+    latents, an adapter) is only valid for that model."""
+    h = hashlib.sha256()
+    for name, tensor in state.items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, checksum verified; an unreadable one is a CheckpointError."""
     if not path.is_file():
@@ -207,23 +217,28 @@ def save_model(folder: str | Path, components: dict[str, tuple[torch.nn.Module, 
 
 
 def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16,
-                 defaults: dict | None = None) -> Path:
+                 defaults: dict | None = None, weights: dict[str, dict[str, torch.Tensor]] | None = None,
+                 note: dict | None = None) -> Path:
     """A lean copy of the model folder `src` to ship or share: its components with floating-point
     weights stored in `dtype` (they load back into float32 modules), no training state, and its
     sampling defaults updated by `defaults` (e.g. {"steps": 8}); `dst` is written atomically and
-    must be absent or empty. The defaults are checked by the Pipeline that first loads the copy."""
+    must be absent or empty. The defaults are checked by the Pipeline that first loads the copy.
+    `weights` replaces named components' weights (e.g. a transformer with adapters merged into it);
+    `note` is added to the copy's model_index.json."""
     src, dst = Path(src), Path(dst)
     index = read_index(src)
     with atomic_path(dst, folder=True) as tmp:
         for name in index["components"]:
             config = _read_json(src / name / "config.json", "component")
-            weights = read_weights(src / name / "model.safetensors")
+            state = (weights or {}).get(name)
+            if state is None:
+                state = read_weights(src / name / "model.safetensors")
             (tmp / name).mkdir()
             _write_json(tmp / name / "config.json", config)
             write_weights(tmp / name / "model.safetensors",
-                          {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()})
+                          {k: v.to(dtype) if v.is_floating_point() else v for k, v in _tensors(state).items()})
         _write_json(tmp / INDEX, {**index, "defaults": {**index.get("defaults", {}), **(defaults or {})},
-                                  "exported_dtype": str(dtype).removeprefix("torch.")})
+                                  "exported_dtype": str(dtype).removeprefix("torch."), **(note or {})})
         if (src / "domain.safetensors").is_file():  # its out-of-domain statistics (kinema.domain), as they are
             shutil.copyfile(src / "domain.safetensors", tmp / "domain.safetensors")
     return dst

@@ -157,8 +157,16 @@ def _guidance_flags(p, default: str = "the model's") -> None:
                         f"conditional model alone elsewhere, which is also faster; e.g. 0,0.75 (default: {default})")
 
 
+def _lora_spec(text: str):
+    from .models.lora import parse_lora
+    return parse_lora(text)
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
+    p.add_argument("--lora", action="append", default=[], type=_checked(_lora_spec), metavar="PATH[:SCALE]",
+                   help="apply a LoRA adapter from `kinema finetune` (its run folder or adapter folder) at SCALE "
+                        "(default 1; 0 = off); repeatable, e.g. --lora runs/look:0.8 --lora runs/motion:0.5")
     p.add_argument("--steps", type=whole(1, MAX_STEPS),
                    help=f"sampling steps, 1 ... {MAX_STEPS} (default: the model's)")
     _guidance_flags(p)
@@ -297,12 +305,65 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("finetune", help="fine-tune a model on your own footage: a LoRA adapter or every weight",
+                       description="Fine-tune a model (default: the shipped one) on a folder of videos and images "
+                                   "with captions (see 'kinema dataset scan'), so it picks up their look. The run "
+                                   "folder gets model/ (a LoRA adapter, or with --full a whole model), log.jsonl, "
+                                   "loss.png and samples/ (the validation prompts with and without the trigger). "
+                                   "Use it with --lora RUN on generate, extend, edit and interpolate.")
+    p.add_argument("data", nargs="+", metavar="DATA[:WEIGHT]",
+                   help="folder(s) of footage; 'procedural' mixes some of kinema's own clips back in")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--model", help="the model to fine-tune: a model folder or training run (default: the shipped model)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lora-rank", type=whole(1, 1024), default=16,
+                   help="rank of the LoRA adapter: its size and capacity (default: 16); at most the narrowest "
+                        "targeted layer's width")
+    g.add_argument("--full", action="store_true", help="train every weight of the transformer instead of an adapter "
+                                                      "(a whole model folder, 50x the size of an adapter)")
+    p.add_argument("--lora-alpha", type=real(0, 10**6, open_lo=True),
+                   help="LoRA alpha: the update is scaled by alpha / rank (default: the rank, a scale of 1)")
+    p.add_argument("--lora-targets", default="attn,cross,mlp", metavar="GROUPS",
+                   help="layers that get an adapter, comma-separated: attn (self-attention), cross (attention to "
+                        "the text), mlp, ada (adaLN modulation), final (output), embed (input embeddings) "
+                        "(default: attn,cross,mlp)")
+    p.add_argument("--trigger", default="", metavar="WORD",
+                   help="put WORD in front of every caption: prompts with it call up the footage's look")
+    p.add_argument("--windows", default="uniform", choices=["head", "uniform", "sliding"],
+                   help="how videos are cut into clips: head (the first window of each shot), uniform (as many "
+                        "non-overlapping windows as fit) or sliding (every window, half overlapping) (default: uniform)")
+    p.add_argument("--max-steps", type=whole(1, 10**9),
+                   help="training steps, also the length of the learning-rate schedule (default: 1000)")
+    p.add_argument("--max-minutes", type=real(0, 10**6, open_lo=True),
+                   help="stop after this many minutes of this sitting (checkpointed; --resume continues)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped, exactly")
+    p.add_argument("--lr", type=real(0, 1, open_lo=True),
+                   help="peak learning rate (default: 3e-4 for a LoRA, 5e-5 with --full)")
+    p.add_argument("--batch-size", type=whole(1, 4096), default=8, help="clips a step (default: 8)")
+    p.add_argument("--validation-prompt", action="append", default=[], metavar="PROMPT",
+                   help="a prompt of the validation sheets (repeatable; default: the data's first captions, with "
+                        "and without the trigger)")
+    p.add_argument("--validate-every", type=whole(1, 10**9), default=250,
+                   help="draw the validation sheet (samples/step_N.png) every N steps (default: 250)")
+    p.add_argument("--cache", metavar="DIR", help="where encoded latents and text states are kept between runs "
+                                                  "(default: $KINEMA_CACHE or ~/.cache/kinema)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe setting, as in 'kinema train' (e.g. --set caption_dropout=0.2)")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing the run")
+    _common(p)
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("export", help="a lean copy of a model to ship or share (float16, no training state)",
                        description="Copy a model folder (or a training run's) without its training state, its "
                                    "weights stored in --dtype; they load back into float32 modules. This is how "
                                    "kinema/assets/default was made from its training run.")
-    p.add_argument("model", help="model folder or training run to copy")
+    p.add_argument("model", help="model folder or training run to copy (a LoRA fine-tuning run: with --merge-lora)")
     p.add_argument("--out", required=True, help="the new model folder (must not exist, or be empty)")
+    p.add_argument("--merge-lora", action="store_true",
+                   help="merge LoRA adapters into the transformer's weights: the run's own adapter when MODEL is a "
+                        "LoRA run, and any given with --lora; the copy is a standalone model")
+    p.add_argument("--lora", action="append", default=[], type=_checked(_lora_spec), metavar="PATH[:SCALE]",
+                   help="an adapter to merge (with --merge-lora), at SCALE (default 1); repeatable")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                    help="storage type of floating-point weights (default: float16, half the size of float32)")
     g = p.add_argument_group("sampling defaults of the copy (what generate and eval use when not told)")
@@ -472,8 +533,14 @@ def _generating(args, mode: str, inputs, caption: str, **kwargs) -> None:
     many = seconds is not None or mode == "extend"
     check_output(args.out, frames=None if mode == "edit" else 2 if many else s["frames"], fps=s["fps"])
     check_sheet(args.sheet)
+    if args.lora:  # readable adapters, before the inputs are read and the model loaded
+        from .models.lora import read_adapter
+        for path, _ in args.lora:
+            read_adapter(path)
     positional, given = inputs(s)
     pipe = load(args.model)
+    for path, scale in args.lora:
+        pipe.load_lora(path, scale)
     sheet = {"sheet": args.sheet, "caption": caption} if args.sheet else {}
     _wrote(args, run_to_file(pipe, args.out, mode, *positional, compile=args.compile, progress=not args.json,
                              **sheet, **given, **kwargs))
@@ -548,6 +615,19 @@ def cmd_train(args) -> None:
                              f"model in {result['model']}"])
 
 
+def cmd_finetune(args) -> None:
+    from .finetuning import finetune
+    result = finetune(args.data, args.out, model=args.model, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+                      lora_targets=args.lora_targets, full=args.full, trigger=args.trigger, windows=args.windows,
+                      max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume,
+                      batch_size=args.batch_size, lr=args.lr, prompts=args.validation_prompt or None,
+                      validate_every=args.validate_every, settings=args.set, cache=args.cache, progress=not args.json)
+    what = "every weight" if args.full else f"a rank-{args.lora_rank} LoRA adapter"
+    _emit(args, result, [f"fine-tuned {what} ({result['trained_params']:,} parameters) to step {result['step']} on "
+                         f"{result.get('clips', '?')} clips ({result.get('encoded', 0)} encoded, the rest from the "
+                         f"cache); model in {result['model']}"])
+
+
 def cmd_export(args) -> None:
     import torch
 
@@ -561,7 +641,18 @@ def cmd_export(args) -> None:
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise WriteError(f"cannot write {out}: it exists{' and is not empty' if out.is_dir() else ''}; export "
                          f"writes a new model folder (name one that does not exist, or an empty folder)")
-    out = export_model(model_folder(args.model), out, getattr(torch, args.dtype), defaults)
+    if args.merge_lora:
+        from .models.lora import merge
+        out = merge(args.model, args.lora, out, getattr(torch, args.dtype), defaults)
+    else:
+        if args.lora:
+            raise InputError("--lora on export merges adapters into the copy: add --merge-lora")
+        from .checkpoint import read_index
+        from .pipeline import lora_base
+        if lora_base(model_folder(args.model), read_index(model_folder(args.model))) is not None:
+            raise InputError(f"{args.model} is a LoRA fine-tuning run (an adapter on its base model): export it "
+                             f"with --merge-lora for a standalone model, or use it as it is with --lora")
+        out = export_model(model_folder(args.model), out, getattr(torch, args.dtype), defaults)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size, "defaults": defaults},
           [f"wrote {out} ({size / 2 ** 20:.1f} MB, {args.dtype} weights)"])

@@ -30,7 +30,7 @@ RANGES: dict[str, tuple] = {
     "latent_cache": (0, 10**7, False), "per_frame_t": (0, 1, False), "motion_weight": (0, 100, False),
     "sample_steps": (1, 1000, False), "sample_guidance": (0, 30, False), "log_every": (1, 10**9, False),
     "sample_every": (1, 10**9, False), "checkpoint_every": (1, 10**9, False),
-    "checkpoint_minutes": (0, 10**6, True),
+    "checkpoint_minutes": (0, 10**6, True), "lora_rank": (0, 1024, False), "lora_alpha": (0, 10**6, False),
 }
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -81,9 +81,18 @@ class TrainConfig:
     # {mode: weight}: condition masks drawn per sample (diffusion.masks: image, extend, interpolate,
     # keyframes, inpaint, text); empty = text-to-video only. --set condition_masks.image=0.2
     condition_masks: dict = field(default_factory=dict)
+    # transformer only: lora_rank > 0 trains a LoRA adapter of that rank (PEFT, kinema.models.lora)
+    # on the frozen init model instead of every weight; alpha 0 = the rank (scale 1); targets are
+    # groups of layers: attn, cross, mlp, ada, final, embed
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_targets: str = "attn,cross,mlp"
     sample_steps: int = 16
     sample_guidance: float = 4.0
     sample_guidance_interval: tuple = (0.0, 1.0)  # noise levels t where guidance applies (Pipeline defaults)
+    # prompts of the transformer's sample sheets, separated by "|" ("" = kinema's shapes prompts, or
+    # for folder data its first captions, with and without the trigger)
+    sample_prompts: str = ""
     # bookkeeping
     log_every: int = 10
     sample_every: int = 500
@@ -111,7 +120,7 @@ class TrainConfig:
         for name in ("compile", "augment"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"training setting {name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("init", "shapes", "data", "trigger", "windows"):
+        for name in ("init", "shapes", "data", "trigger", "windows", "lora_targets", "sample_prompts"):
             if not isinstance(getattr(self, name), str):
                 raise InputError(f"training setting {name} must be text, got {getattr(self, name)!r}")
         from .data.source import WINDOWS, check_data
@@ -120,6 +129,14 @@ class TrainConfig:
         check_data(self.data)
         if (self.frames - 1) % TEMPORAL:
             raise InputError(f"training setting frames must be 4k+1 (5, 9, 13, 17, ...), got {self.frames}")
+        if self.lora_rank and self.component != "transformer":
+            raise InputError("training setting lora_rank is the transformer's (kinema finetune)")
+        if self.lora_rank and not self.init:
+            raise InputError(f"training setting lora_rank={self.lora_rank} trains an adapter on a frozen model: "
+                             f"give the model with --init (kinema finetune does)")
+        if self.lora_rank:
+            from .models.lora import target_pattern
+            target_pattern(self.lora_targets)
         if self.anchor > 0 and self.component != "autoencoder":
             raise InputError("training setting anchor is the autoencoder's (it keeps the init model's latents)")
         if self.crop % SPATIAL:

@@ -66,12 +66,20 @@ class Pipeline:
         self.device = device or next(transformer.parameters()).device
         self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
         self.domain = domain  # kinema.domain.Domain of its training data's latents, or None
+        self.loras: dict[str, dict] = {}  # adapters loaded (load_lora): name -> path, scale, trigger
+        self._base_digest: str | None = None  # the transformer's own weights' hash, taken before any adapter
+        self._fused = False
 
     @classmethod
     def from_folder(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
         folder = model_folder(path)
         device = check_device(device) if device is not None else default_device()
         index = read_index(folder)
+        base = lora_base(folder, index)
+        if base is not None:  # a LoRA fine-tuning run: its base model with its adapter
+            pipe = cls.from_folder(base, device)
+            pipe.load_lora(folder / index["lora"].get("adapter", "adapter"))
+            return pipe
         for name in ("autoencoder", "transformer"):
             if not (folder / name).is_dir():
                 raise CheckpointError(f"{folder}: has no {name} (train one with `kinema train {name}`)")
@@ -89,6 +97,67 @@ class Pipeline:
         self.transformer = compile_for_inference(self.transformer)
         self.autoencoder = compile_for_inference(self.autoencoder, "decode")
         return self
+
+    # -- LoRA adapters (kinema.models.lora; `kinema finetune` makes them)
+    def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
+        """Add the adapter at `path` (an adapter folder or a fine-tuning run) at `scale`, beside any
+        loaded before; returns its name. An adapter trained on another base model is refused."""
+        from .models import lora
+        scale = _lora_scale(scale)
+        if self._fused:
+            raise InputError("adapters are fused into the weights: unfuse_lora() before loading another")
+        if not isinstance(self.transformer, VideoTransformer):
+            raise InputError("load adapters before compile(): the compiled transformer's weights are frozen")
+        if name is not None and not (isinstance(name, str) and name.isidentifier()):
+            raise InputError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
+        if name in self.loras:
+            raise InputError(f"an adapter named {name!r} is already loaded")
+        if self._base_digest is None:
+            self._base_digest = lora.base_digest(self.transformer)
+        name = name or lora.adapter_name(path, list(self.loras))
+        meta = lora.load_adapter(self.transformer, path, name, scale, self._base_digest)
+        self.transformer.eval()
+        self.loras[name] = {"path": str(lora.adapter_folder(path)), "scale": scale, "trigger": meta.get("trigger", "")}
+        return name
+
+    def set_lora_scale(self, scale: float, name: str | None = None) -> None:
+        """Scale adapter `name` (None: every loaded adapter): 1 as trained, 0 the base model."""
+        from .models import lora
+        scale = _lora_scale(scale)
+        if self._fused:
+            raise InputError("adapters are fused into the weights: unfuse_lora() before changing a scale")
+        for n in self._lora_names(name):
+            lora.set_scale(self.transformer, n, scale)
+            self.loras[n]["scale"] = scale
+
+    def fuse_lora(self) -> None:
+        """Add every loaded adapter (at its scale) into the transformer's weights: sampling then
+        costs what the base model's does. `unfuse_lora` takes them out again."""
+        from .models import lora
+        if self.loras and not self._fused:
+            lora.fuse(self.transformer, list(self.loras))
+            self._fused = True
+
+    def unfuse_lora(self) -> None:
+        from .models import lora
+        if self._fused:
+            lora.unfuse(self.transformer)
+            self._fused = False
+
+    def unload_lora(self, name: str | None = None) -> None:
+        """Remove adapter `name` (None: all): the base model again."""
+        from .models import lora
+        for n in self._lora_names(name):
+            lora.remove(self.transformer, n)
+            del self.loras[n]
+        self._fused = False
+
+    def _lora_names(self, name: str | None) -> list[str]:
+        if name is None:
+            return list(self.loras)
+        if name not in self.loras:
+            raise InputError(f"no adapter named {name!r} is loaded (loaded: {', '.join(self.loras) or 'none'})")
+        return [name]
 
     # -- settings shared by every mode
     def _settings(self, frames, height, width, fps, steps, guidance, sampler, interval=None, clips=1) -> dict:
@@ -461,6 +530,26 @@ def schedule_at(schedule: list[tuple[float, str]], second: float) -> str:
     return [text for start, text in schedule if start <= second + 1e-9][-1]
 
 
+def _lora_scale(scale) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not -10 <= scale <= 10:
+        raise InputError(f"a LoRA scale must be a number in [-10, 10] (1: as trained, 0: off), got {scale!r}")
+    return float(scale)
+
+
+def lora_base(folder: Path, index: dict) -> Path | None:
+    """The base model of a LoRA fine-tuning run's model folder (None for a full model)."""
+    info = index.get("lora")
+    if not info:
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("base_model"), str):
+        raise CheckpointError(f"{folder}: corrupt model_index.json (its lora entry names no base model)")
+    base = Path(info["base_model"])
+    if not (model_folder(base) / "model_index.json").is_file():
+        raise CheckpointError(f"{folder}: an adapter on the base model {base}, which is missing (load the adapter "
+                              f"onto its base with --model BASE --lora {folder})")
+    return model_folder(base)
+
+
 def load(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
     """The pipeline in a model folder (or a training run that holds one); None: the shipped default.
     `device`: cpu, cuda or cuda:N (default: cuda where available, else cpu)."""
@@ -488,6 +577,9 @@ def model_spec(model) -> tuple[dict, int]:
         return model.defaults, model.transformer.config.patch
     folder = _model_path(model)
     index = read_index(folder)
+    base = lora_base(folder, index)
+    if base is not None:
+        return model_spec(base)
     defaults = index.get("defaults") or {}
     try:
         patch = json.loads((folder / "transformer" / "config.json").read_text()).get("patch", 2)
@@ -563,4 +655,5 @@ def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | No
             "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
             "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
             "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
-            **({"sheet": str(sheet)} if sheet is not None else {}), **(domain or {})}
+            **({"sheet": str(sheet)} if sheet is not None else {}), **(domain or {}),
+            **({"loras": [{"name": k, **v} for k, v in pipe.loras.items()]} if pipe.loras else {})}

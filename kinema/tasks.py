@@ -7,7 +7,6 @@ The loop in train.py does everything else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,19 +16,21 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
+from .checkpoint import read_index, weights_digest
+from .data.cache import DiskCache, entry_key
 from .config import TrainConfig, parse_shapes
 from .data.source import Mixture, Shape
 from .data.synthetic import SyntheticClips
 from .diffusion import masks
 from .diffusion.flow import add_noise, drop_captions, flow_loss, motion_weight, sample_training_t
-from .errors import InputError
+from .errors import CheckpointError, InputError
 from .models import classifier
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.classifier import ClassifierConfig, VideoClassifier
 from .models.text import load_text_encoder
 from .models.transformer import TransformerConfig, VideoTransformer
 from .pipeline import SPATIAL, Pipeline, load_autoencoder
-from .runtime import autocast
+from .runtime import autocast, bf16_fast
 from .video import Video
 from .viz import contact_sheet
 
@@ -48,7 +49,26 @@ def _clip_batch(data: Mixture, shape: Shape, step: int, rank: int, world: int, s
     return video, [c.caption for c in batch], batch
 
 
-class AutoencoderTask:
+class Task:
+    """What the loop asks of every component; the defaults do nothing."""
+
+    def after_resume(self, out: Path) -> None:
+        """Called once the run's state is loaded (or not, for a fresh run): e.g. build caches."""
+
+    def prepare(self, model):
+        """The model to train, after the init model's weights are loaded (e.g. a LoRA attached)."""
+        return model
+
+    def extra(self, model, step: int) -> dict:
+        """Further sub-folders of a checkpoint: {name: writer(folder)}."""
+        return {}
+
+    def stats(self) -> dict:
+        """Figures for the run's summary."""
+        return {}
+
+
+class AutoencoderTask(Task):
     def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, **_):
         self.cfg, self.data, self.device = cfg, data, device
         self.shape = (cfg.frames, cfg.height, cfg.width)
@@ -66,9 +86,6 @@ class AutoencoderTask:
                 raise InputError(f"training setting anchor keeps the latents of {cfg.init}, but its autoencoder "
                                  f"lacks parts of this one: anchor only to a model of the same sizes")
             self.teacher.requires_grad_(False).eval().to(device)
-
-    def after_resume(self, out: Path) -> None:
-        pass
 
     def batch(self, step: int, rank: int, world: int):
         video, _, clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)
@@ -135,8 +152,14 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
-class TransformerTask:
-    def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, autoencoder=None, **_):
+class TransformerTask(Task):
+    """The video transformer on latents of the training data: procedural (encoded on the fly, or
+    `latent_cache` clips once), or a folder of footage, each clip encoded once into the disk cache
+    (kinema.data.cache) and read back by every later run. With `lora_rank`, a LoRA adapter on the
+    frozen init model is what trains (kinema finetune)."""
+
+    def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, autoencoder=None, cache=None,
+                 progress: bool = True, **_):
         if autoencoder is None:
             raise InputError("training a transformer needs --autoencoder DIR (a folder from "
                              "`kinema train autoencoder`)")
@@ -150,21 +173,138 @@ class TransformerTask:
         # one clip stream per shape, the k-th read from position k * 10^7 on so the shapes show other scenes
         self.offsets = {sh: k * 10_000_000 for k, sh in enumerate(dict.fromkeys(self.shapes))}
         self.cache, self._perm = {}, {}
+        self.store = DiskCache(cache)
+        self.lora, self.base = None, None  # LoRA config and the base model's digest (lora_rank > 0)
+        self.progress = progress
+        self.encoded = 0  # folder clips encoded by this run (the rest came from the disk cache)
+        # finite data (folders): the shapes that have clips, drawn in proportion to their clips
+        self.finite = all(data.count(sh) is not None for sh in self.offsets)
+        if self.finite:
+            counts = {sh: data.count(sh) for sh in self.offsets}
+            self.shapes = [sh for sh, n in counts.items() if n]
+            if not self.shapes:
+                raise InputError(f"no training data has clips of {', '.join(map(shape_name, counts))} "
+                                 f"(frames x height x width)")
+            self._deck = _deck([counts[sh] for sh in self.shapes], cfg.seed)
+
+    # -- the model: the init model's weights are loaded by the loop before prepare()
+    def prepare(self, model):
+        if not self.cfg.lora_rank:
+            return model
+        from .models import lora
+        self.base = lora.base_digest(model)
+        self.lora = lora.lora_config(model, self.cfg.lora_rank, self.cfg.lora_alpha, self.cfg.lora_targets)
+        model.requires_grad_(False)
+        lora.attach(model, self.lora)
+        if bf16_fast(self.device):  # the frozen base in the compute dtype: half the memory, no casts
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad:
+                    m.to(torch.bfloat16)
+        return model
+
+    def extra(self, model, step: int) -> dict:
+        if self.lora is None:
+            return {}
+        from .models import lora
+        meta = {"base_digest": self.base, "base_model": self.cfg.init, "trigger": self.cfg.trigger, "steps": step,
+                "rank": self.cfg.lora_rank, "targets": self.cfg.lora_targets}
+        return {"adapter": lambda d: lora.write_adapter(d, self.lora, lora.adapter_state(model, "default"), meta)}
 
     # -- data: clips -> latents, optionally precomputed once
     def after_resume(self, out: Path) -> None:
-        if self.cfg.latent_cache > 0:
+        if self.lora is not None and (out / "model" / "model_index.json").is_file():
+            before = read_index(out / "model").get("lora", {}).get("base_digest")
+            if before not in (None, self.base):
+                raise CheckpointError(f"{out} trained an adapter on another base model (transformer {before}); "
+                                      f"{self.cfg.init} is now {self.base}: resume with the model it started from")
+        if self.finite:
+            self.cache = {sh: self._folder_latents(sh) for sh in self.shapes}
+            self._text_states([c for _, caps in self.cache.values() for c in caps] + [""] + self.prompts())
+        elif self.cfg.latent_cache > 0:
             single = len(self.offsets) == 1  # one shape: cache/ as before; several: cache/FxHxW/
             self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / shape_name(sh),
                                                  self.cfg.latent_cache, sh) for sh in self.offsets}
             # keep every cached caption's text states after their first use (~50 KB each)
             self.text.cache_size = max(self.text.cache_size, len(self.offsets) * self.cfg.latent_cache + 1)
 
+    def _folder_latents(self, shape: Shape):
+        """Every clip of `shape` in the (finite) data, from the disk cache, encoding what it lacks."""
+        ae = _weights_digest(self.ae)
+        refs = [(s, i) for s, _ in self.data.parts for i in range(s.count(shape) or 0)]
+        keys = [entry_key("latents", ae, s.clip_key(shape, i)) for s, i in refs]
+        latents = [self.store.get("latents", k) for k in keys]
+        todo = [j for j, t in enumerate(latents) if t is None]
+        for start in tqdm(range(0, len(todo), 16), desc=f"encoding {shape_name(shape)} clips", unit="batch",
+                          disable=not (todo and self.progress)):
+            batch = todo[start:start + 16]
+            x = torch.stack([refs[j][0].clip(shape, refs[j][1]).video.to_tensor() for j in batch]).to(self.device)
+            with torch.no_grad(), autocast(self.device):
+                z = self.ae.encode(x).half().cpu()
+            for j, zj in zip(batch, z):
+                latents[j] = {"latents": zj.clone()}
+                self.store.put("latents", keys[j], latents[j])
+        self.encoded += len(todo)
+        captions = [s.caption(shape, i) for s, i in refs]
+        return torch.stack([t["latents"] for t in latents]), captions
+
+    def stats(self) -> dict:
+        if not self.finite:
+            return {}
+        return {"clips": sum(len(c) for _, c in self.cache.values()), "encoded": self.encoded,
+                "cache": str(self.store.root)}
+
+    def _text_states(self, captions: list[str]) -> None:
+        """The text encoder's states of `captions` from the disk cache (encoding what it lacks), kept in memory."""
+        captions = list(dict.fromkeys(captions))
+        digest = _weights_digest(self.text)
+        self.text.cache_size = max(self.text.cache_size, len(captions) + 1)
+        for c in captions:
+            key = entry_key("text", digest, c)
+            hit = self.store.get("text", key)
+            if hit is None:
+                states, mask = self.text.encode([c])
+                hit = {"states": states[0, mask[0]].cpu()}
+                self.store.put("text", key, hit)
+            self.text.remember(c, hit["states"])
+
+    def prompts(self) -> list[str]:
+        """The sample sheet's prompts: sample_prompts, or the data's first captions (with and
+        without the trigger) for folder data, or kinema's shapes prompts."""
+        if self.cfg.sample_prompts.strip():
+            return [p.strip() for p in self.cfg.sample_prompts.split("|")]
+        if not self.finite or not self.cache:
+            return SAMPLE_PROMPTS
+        captions = list(dict.fromkeys(c for _, caps in self.cache.values() for c in caps))[:4]
+        trigger = self.cfg.trigger.strip()
+        bare = [c[len(trigger):].lstrip(" ,") if trigger and c.startswith(trigger) else c for c in captions]
+        return captions + ([b for b in bare if b not in captions] if trigger else [])
+
+    def batch(self, step: int, rank: int, world: int):
+        size = self.cfg.batch_size
+        if self.finite:  # this shape's n-th batch: walk its own shuffled stream
+            shape, nth = self._deck_at(step)
+            latents, captions = self.cache[shape]
+            first = (nth * world + rank) * size
+            idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
+            return latents[idx].float().to(self.device), [captions[i] for i in idx]
+        shape = self.shapes[step % len(self.shapes)]
+        if shape not in self.cache:
+            video, captions, _ = _clip_batch(self.data, shape, step, rank, world, size, self.offsets[shape])
+            with torch.no_grad(), autocast(self.device):
+                return self.ae.encode(video.to(self.device)).float(), captions
+        latents, captions = self.cache[shape]
+        first = (step * world + rank) * size
+        idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
+        return latents[idx].float().to(self.device), [captions[i] for i in idx]
+
+    def _deck_at(self, step: int) -> tuple[Shape, int]:
+        """The shape of batch `step` (finite data) and how many batches of it came before."""
+        deck, (laps, k) = self._deck, divmod(step, len(self._deck))
+        i = deck[k]
+        return self.shapes[i], laps * deck.count(i) + deck[:k].count(i)
+
     def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
         (frames, height, width), first = shape, self.offsets[shape]
-        count = self.data.count(shape)
-        if count is not None:  # finite data (a folder): each clip once, not latent_cache draws of a few
-            n, first = min(n, count), 0
         key = {"n": n, "data": self.data.identity(), "frames": frames, "height": height,
                "width": width, "fps": self.cfg.fps,
                "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {})}
@@ -174,7 +314,8 @@ class TransformerTask:
             return load_file(str(data_path))["latents"], meta["captions"]
         folder.mkdir(parents=True, exist_ok=True)
         latents, captions = [], []
-        for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {shape_name(shape)}", unit="batch"):
+        for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {shape_name(shape)}", unit="batch",
+                          disable=not self.progress):
             clips = [self.data.clip(shape, first + i) for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
@@ -186,17 +327,6 @@ class TransformerTask:
         with atomic_path(meta_path) as tmp:
             tmp.write_text(json.dumps({"key": key, "captions": captions}))
         return latents, captions
-
-    def batch(self, step: int, rank: int, world: int):
-        size, shape = self.cfg.batch_size, self.shapes[step % len(self.shapes)]
-        if shape not in self.cache:
-            video, captions, _ = _clip_batch(self.data, shape, step, rank, world, size, self.offsets[shape])
-            with torch.no_grad(), autocast(self.device):
-                return self.ae.encode(video.to(self.device)).float(), captions
-        latents, captions = self.cache[shape]
-        first = (step * world + rank) * size
-        idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
-        return latents[idx].float().to(self.device), [captions[i] for i in idx]
 
     def _shuffled(self, shape: tuple, position: int, n: int) -> int:
         """Cache index at stream `position`: a fresh permutation of the shape's cache every epoch."""
@@ -219,37 +349,62 @@ class TransformerTask:
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         x_t = add_noise(x0, noise, t)
         clean, generated = None, None
-        if self.cfg.condition_masks:  # condition tokens enter clean, at t = 0, and are left out of the loss
+        weights = self.cfg.condition_masks
+        if T == 1:  # a still: only text and inpainting leave something to generate
+            weights = {m: w for m, w in weights.items() if m in ("text", "inpaint")}
+            weights = weights if sum(weights.values()) > 0 else {}
+        if weights:  # condition tokens enter clean, at t = 0, and are left out of the loss
             p = self.model.config.patch
-            clean = masks.sample_masks(B, T, H // p, W // p, self.cfg.condition_masks, gen)[0].to(x0.device)
+            clean = masks.sample_masks(B, T, H // p, W // p, weights, gen)[0].to(x0.device)
             given = masks.to_latent(clean, p)
             x_t, generated = torch.where(given[:, None], x0, x_t), ~given
         pred = model(x_t, t, states, mask, clean)
-        weight = motion_weight(x0, self.cfg.motion_weight) if self.cfg.motion_weight > 0 else None
+        weight = motion_weight(x0, self.cfg.motion_weight) if self.cfg.motion_weight > 0 and T > 1 else None
         return flow_loss(pred, x0, noise, loss_mask=generated, weight=weight), {}
 
     @torch.no_grad()
     def sample(self, model, path: Path) -> None:
-        cfg = self.cfg
+        cfg, prompts = self.cfg, self.prompts()
+        frames, height, width = self._sample_shape()
         pipe = Pipeline(self.ae, model, self.text, defaults=self.index()["defaults"])
-        videos = pipe.generate(SAMPLE_PROMPTS, frames=cfg.frames, height=cfg.height, width=cfg.width,
+        videos = pipe.generate(prompts, frames=frames, height=height, width=width,
                                steps=cfg.sample_steps, guidance=cfg.sample_guidance, seed=0, progress=False)
         path.parent.mkdir(parents=True, exist_ok=True)
-        Video(contact_sheet(videos, SAMPLE_PROMPTS)).save(path)
+        Video(contact_sheet(videos, prompts)).save(path)
+
+    def _sample_shape(self) -> Shape:
+        """Samples at the recipe's shape, or for folder data at its most common video shape."""
+        if not self.finite or not self.cache:
+            return self.cfg.frames, self.cfg.height, self.cfg.width
+        videos = [sh for sh in self.shapes if sh[0] > 1] or self.shapes
+        return max(videos, key=lambda sh: len(self.cache[sh][1]))
 
     def components(self, model):
+        if self.lora is not None:  # the adapter is written by extra(); the base stays where it is
+            return {}
         return {"transformer": (model, model.config.to_dict()), "autoencoder": (self.ae, self.ae.config.to_dict())}
 
     def index(self) -> dict:
         c = self.cfg
-        return {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
-                                                       "fps": c.fps, "steps": c.sample_steps,
-                                                       "guidance": c.sample_guidance,
-                                                       "guidance_interval": list(c.sample_guidance_interval)},
-                "trained_shapes": [shape_name(sh) for sh in self.offsets]}
+        out = {"text_encoder": "minilm", "defaults": {"frames": c.frames, "height": c.height, "width": c.width,
+                                                      "fps": c.fps, "steps": c.sample_steps,
+                                                      "guidance": c.sample_guidance,
+                                                      "guidance_interval": list(c.sample_guidance_interval)},
+               "trained_shapes": [shape_name(sh) for sh in self.offsets]}
+        if self.lora is not None:
+            out["lora"] = {"adapter": "adapter", "base_model": c.init, "base_digest": self.base}
+        return out
 
 
-class ClassifierTask:
+def _deck(counts: list[int], seed: int, size: int = 64) -> list[int]:
+    """A shuffled cycle of shape indices, each about in proportion to its clips (at least once)."""
+    total = sum(counts)
+    deck = [i for i, n in enumerate(counts) for _ in range(max(1, round(size * n / total)))]
+    order = torch.randperm(len(deck), generator=torch.Generator().manual_seed(seed * 31 + 7))
+    return [deck[int(j)] for j in order]
+
+
+class ClassifierTask(Task):
     """The video classifier on clips of the training split, read back on held-out clips and on
     the compositions split at every sample step (samples/step_N.json holds the accuracies).
     With `augment`, hue turns show it the compositions' colour/shape pairs too (classifier.augment)."""
@@ -261,9 +416,6 @@ class ClassifierTask:
             {**cfg.model, "frames": cfg.frames, "size": cfg.height, "fps": cfg.fps}))
         if cfg.height != cfg.width:
             raise InputError("the classifier trains on square clips (height = width)")
-
-    def after_resume(self, out: Path) -> None:
-        pass
 
     def batch(self, step: int, rank: int, world: int):
         first = (step * world + rank) * self.cfg.batch_size
@@ -318,11 +470,7 @@ class ClassifierTask:
 
 def _weights_digest(model: torch.nn.Module) -> str:
     """A short hash of a model's weights: cached latents are only valid for the encoder that made them."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return weights_digest(model.state_dict())
 
 
 TASKS = {"autoencoder": AutoencoderTask, "transformer": TransformerTask, "classifier": ClassifierTask}

@@ -65,8 +65,19 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 # ------------------------------------------------------------------ training state <-> tensors
 
+def trained_state(model) -> dict[str, torch.Tensor]:
+    """What training changes: the model's state without its frozen parameters (a LoRA fine-tune's
+    base model, which is read again from its own folder), buffers included."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def trainable(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def _pack(model, ema: EMA, opt, gen: torch.Generator, step: int, elapsed: float, cfg: TrainConfig):
-    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}  # copies: EMA is swapped in next
+    tensors = {f"model.{k}": v.detach().clone() for k, v in trained_state(model).items()}  # copies: EMA is swapped in next
     tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
     opt_state = opt.state_dict()
     for idx, st in opt_state["state"].items():
@@ -99,8 +110,8 @@ def _check_state(tensors: dict, meta: dict, model) -> None:
         raise CheckpointError(f"training state lacks {', '.join(missing)}")
     if not isinstance(meta["step"], int) or meta["step"] < 0:
         raise CheckpointError(f"training state has step {meta['step']!r}, not a count of steps")
-    own = model.state_dict()
-    params = dict(model.named_parameters())
+    own = trained_state(model)
+    params = trainable(model)
     for prefix, expected in (("model.", own), ("ema.", {n: p for n, p in params.items() if p.is_floating_point()})):
         got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         wrong = sorted(k for k in got.keys() | expected.keys()
@@ -125,7 +136,8 @@ def _unpack(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generato
 
 
 def _load_state(tensors: dict, meta: dict, model, ema: EMA, opt, gen: torch.Generator) -> tuple[int, float]:
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    # every trained tensor, checked by _check_state; frozen ones (a LoRA's base) stay as loaded
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
     ema.load_state_dict({"decay": ema.decay, "warmup": ema.warmup, "num_updates": meta["ema_updates"],
                          "shadow": {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}})
     state: dict = {}
@@ -165,12 +177,14 @@ def init_from(model: torch.nn.Module, path: str | Path, component: str) -> list[
 
 def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps: int | None = None,
           max_minutes: float | None = None, resume: bool = False, autoencoder: str | Path | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, cache: str | Path | None = None) -> dict:
     """Train `component` with `cfg` into the run folder `out`: out/model (the checkpoint, a model
     folder that `kinema.load` reads), out/log.jsonl, out/loss.png, out/samples/. Returns a summary.
     Stops at `max_steps` (default cfg.max_steps) or after `max_minutes`, checkpointing either way.
     Resuming with cfg None continues the run's own recipe; a cfg that differs from it is used, and
-    the settings it changes are listed (on stderr, and as "changed" in the summary).
+    the settings it changes are listed (on stderr, and as "changed" in the summary). `cache`: where
+    latents and text states of folder data are kept between runs (kinema.data.cache; default
+    $KINEMA_CACHE or ~/.cache/kinema).
     Under torchrun, a process group this call creates is also destroyed by it: left to interpreter
     shutdown, gloo's teardown can abort a rank whose peer has already exited."""
     created = int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized()
@@ -183,7 +197,7 @@ def train(component: str, cfg: TrainConfig | None, out: str | Path, *, max_steps
             if owner:
                 tidy_run(out)
             return _train(component, cfg, out, max_steps=max_steps, max_minutes=max_minutes, resume=resume,
-                          autoencoder=autoencoder, progress=progress)
+                          autoencoder=autoencoder, progress=progress, cache=cache)
     except BaseException:
         if fresh and {p.name for p in out.iterdir()} <= {".lock"}:  # failed before writing anything: no trace
             discard(out)
@@ -205,7 +219,7 @@ def tidy_run(out: Path) -> list[Path]:
 
 
 def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int | None, max_minutes: float | None,
-           resume: bool, autoencoder: str | Path | None, progress: bool) -> dict:
+           resume: bool, autoencoder: str | Path | None, progress: bool, cache: str | Path | None = None) -> dict:
     stored = stored_config(out) if resume else None
     if stored is not None and stored.component != component:
         raise InputError(f"{out} is a run of the {stored.component}, not the {component}")
@@ -222,16 +236,17 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
         if component == "transformer" else [(cfg.frames, cfg.height, cfg.width)]
     data = open_sources(cfg.data, seed=cfg.data_seed, fps=cfg.fps, shapes=shapes, trigger=cfg.trigger,
                         windows=cfg.windows, progress=main and progress)
-    task = TASKS[component](cfg, data, device, autoencoder=autoencoder)
+    task = TASKS[component](cfg, data, device, autoencoder=autoencoder, cache=cache, progress=main and progress)
     model = task.model
     fresh: list[str] = []
-    if cfg.init and not resume:  # fine-tuning: weights from another model of the same sizes
+    if cfg.init:  # fine-tuning: weights from another model of the same sizes (a resume overwrites what it trained)
         fresh = init_from(model, cfg.init, component)
-        if fresh and rank == 0 and progress:
+        if fresh and rank == 0 and progress and not resume:
             print(f"init from {cfg.init}: new (freshly initialised) parts: {', '.join(fresh)}", file=sys.stderr)
-    model = model.to(device)
+    model = task.prepare(model).to(device)  # e.g. a LoRA attached: only its weights train
     ema = EMA(model, decay=cfg.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    params = list(trainable(model).values())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, elapsed = 0, 0.0
     model_dir = out / "model"  # the checkpoint: replaced atomically as a whole; logs and samples live beside it
@@ -268,11 +283,12 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
             tensors, meta = _pack(model, ema, opt, gen, step, elapsed + time.monotonic() - t_start, cfg)
             index = {"recipe": {"component": component, "steps": step, "config": cfg.to_dict(),
                                 "data_identity": data.identity(), "world_size": world,
-                                "params": sum(p.numel() for p in model.parameters())}, **task.index()}
+                                "params": sum(p.numel() for p in model.parameters()),
+                                "trained_params": sum(p.numel() for p in params)}, **task.index()}
             try:
                 with ema.applied_to(model):
                     save_model(model_dir, components, index,
-                               extra={"train_state": lambda d: save_state(d, tensors, meta)})
+                               extra={**task.extra(model, step), "train_state": lambda d: save_state(d, tensors, meta)})
                 _plot_log(log_path, out / "loss.png")
             except WriteError as e:
                 raise WriteError(f"{e}; stopped at step {step}, the last checkpoint (step {last_good}) is "
@@ -298,7 +314,7 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
                                 f"(step {last_good}) is kept in {out}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         ema.update(model)
         step += 1
@@ -327,8 +343,10 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     if dist.is_initialized():
         dist.barrier()  # rank 0 has written the checkpoint
     return {"out": str(out), "model": str(model_dir), "component": component, "step": step, "max_steps": cfg.max_steps,
-            "params": sum(p.numel() for p in model.parameters()), "seconds": round(time.monotonic() - t_start, 1),
-            "device": str(device), "world_size": world, "rank": rank, "changed": changed, "fresh": fresh}
+            "params": sum(p.numel() for p in model.parameters()), "trained_params": sum(p.numel() for p in params),
+            "seconds": round(time.monotonic() - t_start, 1),
+            "device": str(device), "world_size": world, "rank": rank, "changed": changed, "fresh": fresh,
+            **task.stats()}
 
 
 def _time_is_up(t_start: float, max_minutes: float, device: torch.device) -> bool:

@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from kinema.data.synthetic import SyntheticClips
+
+# the encoding cache of folder data (kinema.data.cache) in a folder of this session, not ~/.cache
+os.environ["KINEMA_CACHE"] = tempfile.mkdtemp(prefix="kinema-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -280,15 +280,18 @@ def test_torchrun_ddp_trains_on_a_folder(footage, tmp_path):
     assert len(reports) == 1 and reports[0]["world_size"] == 2 and reports[0]["step"] == 3
 
 
-def test_a_latent_cache_of_a_folder_holds_each_clip_once(footage, tmp_path):
-    from safetensors.torch import load_file
+def test_a_folders_latents_are_cached_on_disk_once_a_clip(footage, tmp_path):
     ae = tmp_path / "ae"
     train("autoencoder", preset("autoencoder", "tiny"), ae, max_steps=1, progress=False)
-    cfg = preset("transformer", "tiny").override([f"data={footage[0]}", "latent_cache=500"])
-    train("transformer", cfg, tmp_path / "t", max_steps=2, autoencoder=ae, progress=False)
+    cfg = preset("transformer", "tiny").override([f"data={footage[0]}"])
+    summary = train("transformer", cfg, tmp_path / "t", max_steps=2, autoencoder=ae, progress=False,
+                    cache=tmp_path / "cache")
     windows = FolderSource(footage[0], fps=8.0, shapes=[(5, 16, 16)], progress=False).count((5, 16, 16))
-    assert 0 < windows < 500
-    assert load_file(str(tmp_path / "t" / "cache" / "latents.safetensors"))["latents"].shape[0] == windows
+    assert summary["clips"] == summary["encoded"] == windows > 0
+    assert len(list((tmp_path / "cache" / "latents").rglob("*.safetensors"))) == windows
+    again = train("transformer", cfg, tmp_path / "t2", max_steps=1, autoencoder=ae, progress=False,
+                  cache=tmp_path / "cache")
+    assert again["encoded"] == 0 and again["clips"] == windows
 
 
 def test_a_video_over_the_read_caps_gives_its_first_frames(tmp_path, monkeypatch):

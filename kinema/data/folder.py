@@ -198,6 +198,7 @@ class FileEntry:
     frames: int = 0  # at the training fps
     shots: int = 0
     seconds: float = 0.0
+    stamp: tuple = ()  # (size, modification time in ns) when scanned: the file's identity for caches
 
 
 @dataclass
@@ -265,10 +266,14 @@ class FolderSource:
                 continue
             try:
                 bucket = nearest_bucket(*probe(path), sizes)
-                entry = FileEntry(path, rel, captions.get(path), kind, bucket)
+                st = path.stat()
+                entry = FileEntry(path, rel, captions.get(path), kind, bucket, stamp=(st.st_size, st.st_mtime_ns))
                 frames = self._decode(len(self.report.files), entry)
             except KinemaError as e:
                 self.report.skipped.append((rel, str(e).replace(f"{path}: ", "")))
+                continue
+            except OSError as e:  # gone or unreadable between listing and reading
+                self.report.skipped.append((rel, e.strerror or str(e)))
                 continue
             entry.frames, entry.seconds = len(frames), (len(frames) / self.fps if kind == "video" else 0.0)
             k = len(self.report.files)
@@ -340,6 +345,17 @@ class FolderSource:
         frames = self._decode(k, entry)[start:start + shape[0]]
         return Clip(np.ascontiguousarray(frames), self.fps, with_trigger(entry.caption or "", self.trigger),
                     {"file": entry.rel, "start": start})
+
+    def caption(self, shape: Shape, index: int) -> str:
+        """Clip `index`'s caption (the trigger in front), without decoding it."""
+        return with_trigger(self.report.files[self.index[tuple(shape)][index][0]].caption or "", self.trigger)
+
+    def clip_key(self, shape: Shape, index: int) -> str:
+        """What clip `index` of `shape` is, without decoding it: its file (resolved path, size and
+        modification time at the scan), window start, shape and fps; the key of its cached latents."""
+        k, start = self.index[tuple(shape)][index]
+        f = self.report.files[k]
+        return json.dumps([str(f.path.resolve()), *f.stamp, start, list(shape), self.fps, FOLDER_VERSION])
 
     def identity(self) -> dict:
         h = hashlib.sha256()

@@ -135,7 +135,9 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = True):
         self.decay, self.warmup, self.num_updates = decay, warmup, 0
-        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.is_floating_point()}
+        # the parameters that train (a LoRA's, not its frozen base's)
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters()
+                       if p.is_floating_point() and p.requires_grad}
 
     def current_decay(self) -> float:
         n = self.num_updates

@@ -62,6 +62,11 @@ class TextEncoder(nn.Module):
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def remember(self, prompt: str, states: torch.Tensor) -> None:
+        """Put a prompt's (L, dim) states, encoded before (kinema.data.cache), in the cache."""
+        self._cache[prompt] = states.float()
+        self._cache.move_to_end(prompt)
+
     def encode(self, prompts: list[str] | str) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states (B, L, dim) float32 and mask (B, L) bool (True = real token), padded to the
         longest prompt of the batch. Prompts seen recently come from the cache."""
