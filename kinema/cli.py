@@ -622,6 +622,8 @@ def cmd_finetune(args) -> None:
                       max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume,
                       batch_size=args.batch_size, lr=args.lr, prompts=args.validation_prompt or None,
                       validate_every=args.validate_every, settings=args.set, cache=args.cache, progress=not args.json)
+    if result["rank"] != 0:  # under torchrun, one report
+        return
     what = "every weight" if args.full else f"a rank-{args.lora_rank} LoRA adapter"
     _emit(args, result, [f"fine-tuned {what} ({result['trained_params']:,} parameters) to step {result['step']} on "
                          f"{result.get('clips', '?')} clips ({result.get('encoded', 0)} encoded, the rest from the "

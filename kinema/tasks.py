@@ -281,19 +281,14 @@ class TransformerTask(Task):
 
     def batch(self, step: int, rank: int, world: int):
         size = self.cfg.batch_size
-        if self.finite:  # this shape's n-th batch: walk its own shuffled stream
-            shape, nth = self._deck_at(step)
-            latents, captions = self.cache[shape]
-            first = (nth * world + rank) * size
-            idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
-            return latents[idx].float().to(self.device), [captions[i] for i in idx]
-        shape = self.shapes[step % len(self.shapes)]
+        # folder data: this shape's n-th batch, walking its own shuffled stream; else shapes take turns
+        shape, nth = self._deck_at(step) if self.finite else (self.shapes[step % len(self.shapes)], step)
         if shape not in self.cache:
             video, captions, _ = _clip_batch(self.data, shape, step, rank, world, size, self.offsets[shape])
             with torch.no_grad(), autocast(self.device):
                 return self.ae.encode(video.to(self.device)).float(), captions
         latents, captions = self.cache[shape]
-        first = (step * world + rank) * size
+        first = (nth * world + rank) * size
         idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
         return latents[idx].float().to(self.device), [captions[i] for i in idx]
 
