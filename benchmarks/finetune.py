@@ -173,7 +173,7 @@ def run(args) -> dict:
               "d_frames_roundtrip": fd(frame_features(classifier, rt), ref["frames"])}
     print(json.dumps(floors), file=sys.stderr)
     results = {"train_clips": args.train, "stills": args.train // 10, "eval_clips": args.eval, "trigger": TRIGGER,
-               "steps": args.steps, "floors": floors, "models": {}}
+               "steps": args.steps, "prior": args.prior, "floors": floors, "models": {}}
     base_score, base_clips = score(base, "base", held, truth_clips, ref, classifier, args.eval)
     results["models"]["base"] = base_score
     sheets = {"graded real": held[:6], "base": base_clips[:6]}
@@ -183,7 +183,7 @@ def run(args) -> dict:
         summary = kinema.finetune(str(footage), run_dir, lora_rank=16, full=mode == "full", trigger=TRIGGER,
                                   max_steps=args.steps, resume=(run_dir / "model" / "train_state").is_dir(),
                                   validate_every=max(args.steps // 2, 1), cache=out / "cache",
-                                  progress=not args.quiet)
+                                  prior=args.prior, progress=not args.quiet)
         log = run_dir / "log.jsonl"
         rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
         tuned = load(run_dir)
@@ -242,7 +242,8 @@ def real_footage(folder: Path, out: Path, classifier, args) -> dict:
     run_dir = out / "real_lora"
     summary = kinema.finetune(str(train_dir), run_dir, lora_rank=16, trigger=trigger, windows="sliding",
                               max_steps=args.real_steps, resume=(run_dir / "model" / "train_state").is_dir(),
-                              validate_every=args.real_steps, cache=out / "cache", progress=not args.quiet,
+                              validate_every=args.real_steps, cache=out / "cache", prior=args.prior,
+                              progress=not args.quiet,
                               settings=["shapes=17x48x80,9x48x80,1x48x80"])
     after = make(load(run_dir))
     result = {"train_files": len(files) - k, "held_files": [f.name for f in files[-k:]],
@@ -266,6 +267,8 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=128, help="held-out clips each figure is measured on")
     p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps of each mode")
     p.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
+    p.add_argument("--prior", type=float, default=0.25,
+                   help="fraction of every batch from the base model's own data (kinema finetune --prior)")
     p.add_argument("--real", help="a folder of real videos for the real-footage part (all but two train)")
     p.add_argument("--real-steps", type=int, default=600)
     p.add_argument("--real-held", type=int, default=5, help="videos of --real held out (the last ones by name)")

@@ -332,6 +332,10 @@ def build_parser() -> Parser:
     p.add_argument("--windows", default="uniform", choices=["head", "uniform", "sliding"],
                    help="how videos are cut into clips: head (the first window of each shot), uniform (as many "
                         "non-overlapping windows as fit) or sliding (every window, half overlapping) (default: uniform)")
+    p.add_argument("--prior", type=real(0, 0.9), default=0.25, metavar="FRACTION",
+                   help="this fraction of every batch is the base model's own training data with its plain "
+                        "captions (prior preservation): prompts without the trigger keep what the base model "
+                        "made; 0 trains on the footage alone (default: 0.25)")
     p.add_argument("--max-steps", type=whole(1, 10**9),
                    help="training steps, also the length of the learning-rate schedule (default: 1000)")
     p.add_argument("--max-minutes", type=real(0, 10**6, open_lo=True),
@@ -352,6 +356,45 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     _common(p)
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("serve", help="an HTTP API with a job queue, a browser studio and metrics",
+                       description="Serve a model over HTTP: POST /v1/videos makes a job (queued in SQLite under "
+                                   "--data, so it survives restarts), GET /v1/videos/ID follows it, "
+                                   "/v1/videos/ID/events streams its progress, / is the studio page, /docs the "
+                                   "OpenAPI reference, /metrics Prometheus. Loopback by default; another --host "
+                                   "needs an API key.")
+    p.add_argument("--model", help="model folder (or a training run folder holding one); default: the shipped model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=whole(1, 65535), default=8000, help="port (default: 8000)")
+    p.add_argument("--data", default="kinema-data", metavar="DIR",
+                   help="the job store, uploads and outputs (default: ./kinema-data); several servers and "
+                        "--worker processes may share one")
+    p.add_argument("--workers", type=whole(0, 64), default=1,
+                   help="worker processes, each with the model loaded (default: 1; 0: the API alone, with "
+                        "`kinema serve --worker` processes elsewhere on the same --data)")
+    p.add_argument("--worker", action="store_true", help="run one worker on --data (no HTTP): more capacity for "
+                                                         "a server that shares the folder")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="require this key (Authorization: Bearer KEY); repeatable, each key sees only its own "
+                        "jobs; also from KINEMA_API_KEY (comma-separated)")
+    p.add_argument("--adapters", metavar="DIR", help="a folder of LoRA adapters (or fine-tuning runs) requests may "
+                                                     "name by their folder name")
+    p.add_argument("--max-frames", type=whole(1, MAX_PASS_FRAMES), default=129, help="cap on frames a request (default: 129)")
+    p.add_argument("--max-side", type=whole(8, 4096), default=512, help="cap on height and width (default: 512)")
+    p.add_argument("--max-seconds", type=real(0, 600, open_lo=True), default=30.0,
+                   help="cap on seconds of a long video or an extension (default: 30)")
+    p.add_argument("--max-steps", type=whole(1, MAX_STEPS), default=100, help="cap on sampling steps (default: 100)")
+    p.add_argument("--max-queue", type=whole(1, 10**6), default=64,
+                   help="jobs that may wait; more are answered 429 with Retry-After (default: 64)")
+    p.add_argument("--max-upload-mb", type=real(0, 4096, open_lo=True), default=64.0,
+                   help="cap on an upload's size in MB (default: 64)")
+    p.add_argument("--max-batch", type=whole(1, 64), default=8,
+                   help="waiting jobs of one shape run together as one batch of at most this many (default: 8)")
+    p.add_argument("--canary-every", type=real(0, 10**7), default=0.0, metavar="SECONDS",
+                   help="every SECONDS, generate fixed prompts and seeds and compare the classifier's reading "
+                        "with the first canary's: a drift logs a warning and sets kinema_canary_drift (default: off)")
+    _common(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="a lean copy of a model to ship or share (float16, no training state)",
                        description="Copy a model folder (or a training run's) without its training state, its "
@@ -494,9 +537,8 @@ def cmd_info(args) -> None:
     _emit(args, info, lines)
 
 
-def _sampling(args, *names) -> dict:
-    keys = ("steps", "guidance", "guidance_interval", "sampler", "seed", *names)
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+def _given(args, *names) -> dict:
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def _wrote(args, result: dict) -> None:
@@ -506,93 +548,48 @@ def _wrote(args, result: dict) -> None:
           + ([f"wrote {result['sheet']} (contact sheet)"] if "sheet" in result else []))
 
 
-def _read(path: str, fit: str = "crop", **target):
-    """A user's video or image, decoded straight to `target` (fps, height, width: what the call
-    fits it to), so memory follows the output, not the input: a 51 KB mp4 can hold gigabytes."""
-    from .video import Video
-    return Video.read(path, fit=fit, **target)
+def _generating(args, mode: str, inputs: dict, **settings) -> None:
+    """Every generating command: one request through the job runner the server uses too
+    (kinema.jobs.run: checked from the model's JSON first, in a moment, then the inputs are read
+    fitted to the call's size, the model loaded, the mode run and the files written)."""
+    from .jobs import run
+    request = {"mode": mode, "prompt": args.prompt, "inputs": {k: v for k, v in inputs.items() if v},
+               "loras": [[path, scale] for path, scale in args.lora], **settings,
+               **{k: getattr(args, k) for k in ("steps", "guidance", "guidance_interval", "sampler", "seed")
+                  if getattr(args, k, None) is not None}}
+    _wrote(args, run(request, {"video": args.out, "sheet": args.sheet}, model=args.model, compile=args.compile,
+                     progress=not args.json))
 
 
-def _generating(args, mode: str, inputs, caption: str, **kwargs) -> None:
-    """Every generating command: check the request and the outputs first (from the model's JSON,
-    in a moment: nothing is loaded or generated for a request that would fail), then read the
-    inputs fitted to the call's size (`inputs(settings) -> (args, kwargs)`), load the model, run
-    `mode` and write the video."""
-    from .checks import check_sheet
-    from .pipeline import load, preflight, run_to_file
-    from .video import check_output
-    seconds = getattr(args, "seconds", None)
-    source = {"extend": "video", "edit": "video", "interpolate": "first", "generate": "image"}[mode]
-    if getattr(args, source, None) and kwargs.get("height") is None and kwargs.get("width") is None:
-        from .checks import source_size
-        from .pipeline import model_spec
-        from .video import probe
-        hw = probe(getattr(args, source)) if Path(getattr(args, source)).is_file() else None
-        kwargs["height"], kwargs["width"] = source_size(model_spec(args.model)[0], hw)
-    s = preflight(args.model, mode, **{"seconds": seconds, **kwargs})
-    many = seconds is not None or mode == "extend"
-    check_output(args.out, frames=None if mode == "edit" else 2 if many else s["frames"], fps=s["fps"])
-    check_sheet(args.sheet)
-    if args.lora:  # readable adapters, before the inputs are read and the model loaded
-        from .models.lora import read_adapter
-        for path, _ in args.lora:
-            read_adapter(path)
-    positional, given = inputs(s)
-    pipe = load(args.model)
-    for path, scale in args.lora:
-        pipe.load_lora(path, scale)
-    sheet = {"sheet": args.sheet, "caption": caption} if args.sheet else {}
-    _wrote(args, run_to_file(pipe, args.out, mode, *positional, compile=args.compile, progress=not args.json,
-                             **sheet, **given, **kwargs))
-
-
-def _keyframes(specs: list[str], size: dict, fit: str) -> dict:
+def _keyframes(specs: list[str]) -> dict:
     out = {}
     for spec in specs:
         index, sep, path = spec.partition(":")
         if not sep or not re.fullmatch(r"-?[0-9]{1,9}", index.strip()) or not path:
             raise InputError(f"--keyframe expects INDEX:PATH with a frame number, e.g. 16:b.png, got {spec!r}")
-        out[int(index)] = _read(path, fit, **size)
+        out[int(index)] = path
     return out
 
 
 def cmd_generate(args) -> None:
-    from .checks import given_frames
-
-    def inputs(s):
-        size = {"height": s["height"], "width": s["width"]}
-        still = (lambda path: _read(path, args.fit, **size) if path else None)
-        images = {"image": still(args.image), "last_image": still(args.last_image),
-                  "keyframes": _keyframes(args.keyframe, size, args.fit)}
-        given_frames(**images, frames=s["frames"])  # (a long video's: in its first window)
-        return (args.prompt,), images
-    _generating(args, "generate", inputs, args.prompt, fit=args.fit,
-                **_sampling(args, "frames", "height", "width", "fps", "seconds"))
+    _generating(args, "generate", {"image": args.image, "last_image": args.last_image,
+                                   "keyframes": _keyframes(args.keyframe)},
+                **_given(args, "frames", "height", "width", "fps", "seconds", "fit"))
 
 
 def cmd_extend(args) -> None:
-    def inputs(s):
-        source = _read(args.video, args.fit, fps=s["fps"], height=s["height"], width=s["width"])
-        return (source, args.prompt, args.seconds), {}
-    _generating(args, "extend", inputs, f"{args.video} extended: {args.prompt}",
-                **_sampling(args, "frames", "height", "width", "fps", "context", "fit"))
+    _generating(args, "extend", {"video": args.video},
+                **_given(args, "frames", "height", "width", "fps", "seconds", "context", "fit"))
 
 
 def cmd_interpolate(args) -> None:
-    def inputs(s):
-        size = {"height": s["height"], "width": s["width"]}
-        return (_read(args.first, args.fit, **size), _read(args.last, args.fit, **size), args.prompt), {}
-    _generating(args, "interpolate", inputs, f"{args.first} -> {args.last}",
-                **_sampling(args, "frames", "height", "width", "fps", "fit"))
+    _generating(args, "interpolate", {"first": args.first, "last": args.last},
+                **_given(args, "frames", "height", "width", "fps", "fit"))
 
 
 def cmd_edit(args) -> None:
-    def inputs(s):
-        target = {"fps": s["fps"], "height": s["height"], "width": s["width"]}
-        mask = _read(args.mask, args.fit, **target) if args.mask else None
-        return (_read(args.video, args.fit, **target), args.prompt), {"mask": mask}
-    _generating(args, "edit", inputs, f"{args.video} edited: {args.prompt}",
-                **_sampling(args, "height", "width", "fps", "strength", "fit"))
+    _generating(args, "edit", {"video": args.video, "mask": args.mask},
+                **_given(args, "height", "width", "fps", "strength", "fit"))
 
 
 def cmd_train(args) -> None:
@@ -621,13 +618,32 @@ def cmd_finetune(args) -> None:
                       lora_targets=args.lora_targets, full=args.full, trigger=args.trigger, windows=args.windows,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, resume=args.resume,
                       batch_size=args.batch_size, lr=args.lr, prompts=args.validation_prompt or None,
-                      validate_every=args.validate_every, settings=args.set, cache=args.cache, progress=not args.json)
+                      validate_every=args.validate_every, settings=args.set, cache=args.cache, prior=args.prior,
+                      progress=not args.json)
     if result["rank"] != 0:  # under torchrun, one report
         return
     what = "every weight" if args.full else f"a rank-{args.lora_rank} LoRA adapter"
     _emit(args, result, [f"fine-tuned {what} ({result['trained_params']:,} parameters) to step {result['step']} on "
                          f"{result.get('clips', '?')} clips ({result.get('encoded', 0)} encoded, the rest from the "
                          f"cache); model in {result['model']}"])
+
+
+def cmd_serve(args) -> None:
+    import os
+
+    from .server import run_worker, serve
+    from .server.app import Limits
+    keys = tuple(args.api_key) + tuple(k.strip() for k in os.environ.get("KINEMA_API_KEY", "").split(",") if k.strip())
+    if args.worker:
+        run_worker(model=args.model, data=args.data, batch=args.max_batch, adapters=args.adapters)
+        return
+    if args.adapters and not Path(args.adapters).is_dir():
+        raise InputError(f"--adapters {args.adapters}: no such folder")
+    limits = Limits(max_frames=args.max_frames, max_side=args.max_side, max_seconds=args.max_seconds,
+                    max_steps=args.max_steps, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb,
+                    max_batch=args.max_batch)
+    serve(model=args.model, host=args.host, port=args.port, data=args.data, workers=args.workers, keys=keys,
+          limits=limits, adapters=args.adapters, canary_every=args.canary_every)
 
 
 def cmd_export(args) -> None:
@@ -662,10 +678,11 @@ def cmd_export(args) -> None:
 
 def cmd_classify(args) -> None:
     from .models.classifier import classify, load_classifier
+    from .video import Video
     t0 = time.perf_counter()
     model = load_classifier(args.model)
     c = model.config
-    video = _read(args.video, "crop", fps=c.fps, height=c.size, width=c.size)  # the classifier's input
+    video = Video.read(args.video, fit="crop", fps=c.fps, height=c.size, width=c.size)  # the classifier's input
     result = {"video": args.video, **classify(video, model)}
     result["seconds"] = round(time.perf_counter() - t0, 3)
     lines = [result["caption"]]

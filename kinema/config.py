@@ -31,6 +31,7 @@ RANGES: dict[str, tuple] = {
     "sample_steps": (1, 1000, False), "sample_guidance": (0, 30, False), "log_every": (1, 10**9, False),
     "sample_every": (1, 10**9, False), "checkpoint_every": (1, 10**9, False),
     "checkpoint_minutes": (0, 10**6, True), "lora_rank": (0, 1024, False), "lora_alpha": (0, 10**6, False),
+    "prior": (0, 0.9, False), "prior_clips": (1, 100_000, False),
 }
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -85,6 +86,11 @@ class TrainConfig:
     # on the frozen init model instead of every weight; alpha 0 = the rank (scale 1); targets are
     # groups of layers: attn, cross, mlp, ada, final, embed
     lora_rank: int = 0
+    # folder data only: this fraction of every batch is the base model's own (procedural) data with
+    # its plain captions, `prior_clips` clips a shape encoded once into the disk cache: DreamBooth's
+    # prior preservation, so prompts without the trigger keep what the base model made
+    prior: float = 0.0
+    prior_clips: int = 512
     lora_alpha: float = 0.0
     lora_targets: str = "attn,cross,mlp"
     sample_steps: int = 16

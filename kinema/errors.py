@@ -32,3 +32,7 @@ class CheckpointError(KinemaError):
 
 class TrainingError(KinemaError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+class Cancelled(KinemaError):
+    """A run was cancelled by its `on_step` callback (a server job's cancel): nothing was written."""

@@ -32,13 +32,14 @@ from .pipeline import _model_path, model_folder, trained_sizes
 from .train import stored_config, train
 
 LORA_RECIPE = dict(lr=3e-4, weight_decay=0.0)
+PRIOR = 0.25  # of every batch: the base model's own data, so prompts without the trigger keep their look
 FULL_RECIPE = dict(lr=5e-5, weight_decay=0.0)
 
 
 def recipe(base: str | Path | None, data: list[str], *, lora_rank: int = 16, lora_alpha: float | None = None,
            lora_targets: str = DEFAULT_TARGETS, full: bool = False, trigger: str = "", windows: str = "uniform",
            max_steps: int = 1000, batch_size: int = 8, lr: float | None = None, prompts: list[str] | None = None,
-           validate_every: int = 250) -> TrainConfig:
+           validate_every: int = 250, prior: float = PRIOR) -> TrainConfig:
     """The fine-tuning recipe for the model at `base` (None: the shipped one) on `data` (folders,
     each optionally FOLDER:WEIGHT, or 'procedural' to keep some of the base data in the mix)."""
     folder = _model_path(base)
@@ -75,7 +76,7 @@ def recipe(base: str | Path | None, data: list[str], *, lora_rank: int = 16, lor
         sample_prompts="|".join(prompts or []), sample_every=validate_every, checkpoint_every=100,
         log_every=10, **(FULL_RECIPE if full else LORA_RECIPE),
         lora_rank=0 if full else lora_rank, lora_alpha=0.0 if full or lora_alpha is None else float(lora_alpha),
-        lora_targets=lora_targets,
+        lora_targets=lora_targets, prior=prior if batch_size >= 2 else 0.0,  # (a batch of 1 has no room for it)
     )
     if lr is not None:
         cfg["lr"] = lr
@@ -91,10 +92,12 @@ def finetune(data: str | Path | list, out: str | Path, *, model: str | Path | No
              trigger: str = "", windows: str = "uniform", max_steps: int | None = None,
              max_minutes: float | None = None, resume: bool = False, batch_size: int = 8, lr: float | None = None,
              prompts: list[str] | None = None, validate_every: int = 250, settings: list[str] = (),
-             cache: str | Path | None = None, progress: bool = True) -> dict:
+             cache: str | Path | None = None, prior: float = PRIOR, progress: bool = True) -> dict:
     """Fine-tune `model` (None: the shipped one) on `data` into the run folder `out`; returns the
     run's summary (`kinema.train.train`). `resume=True` continues the run in `out` with its own
-    recipe (`settings`, KEY=VALUE strings as `--set`, still apply)."""
+    recipe (`settings`, KEY=VALUE strings as `--set`, still apply). `prior`: the fraction of every
+    batch drawn from the base model's own training data with plain captions (prior preservation:
+    0 trains on the footage alone, and prompts without the trigger drift toward it too)."""
     data = [str(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
     stored = stored_config(out) if resume else None
     if stored is not None:
@@ -104,7 +107,7 @@ def finetune(data: str | Path | list, out: str | Path, *, model: str | Path | No
             raise InputError(f"{out}: nothing to resume (no model/train_state folder)")
         cfg = recipe(model, data, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, full=full,
                      trigger=trigger, windows=windows, max_steps=max_steps or 1000, batch_size=batch_size, lr=lr,
-                     prompts=prompts, validate_every=validate_every)
+                     prompts=prompts, validate_every=validate_every, prior=prior)
     cfg = cfg.override(list(settings)) if settings else cfg
     return train("transformer", cfg, out, max_steps=max_steps, max_minutes=max_minutes, resume=resume,
                  autoencoder=model_folder(cfg.init), progress=progress, cache=cache)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_component, read_index
 from .checks import (DEFAULTS, _check_video, _derive, check_budget, check_context, check_device, check_long,
-                     check_prompt, check_prompts, check_seconds, check_seed, check_seeds, check_sheet, check_shift,
+                     check_prompt, check_prompts, check_seconds, check_seed, check_seeds, check_shift,
                      check_strength, given_frames, settings, source_size)
 from .diffusion import masks
 from .domain import Domain, latent_features
@@ -34,9 +34,8 @@ from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import PATCHES, TransformerConfig, VideoTransformer
 from .limits import MAX_PASS_FRAMES, SPATIAL, TEMPORAL
-from .runtime import autocast, compile_for_inference, default_device, peak_memory_mb
-from .video import Video, check_fit, check_output
-from .viz import contact_sheet
+from .runtime import autocast, compile_for_inference, default_device
+from .video import Video, check_fit
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default"  # the model kinema ships (docs/MODEL_CARD.md)
 MAX_EDIT_FRAMES = MAX_PASS_FRAMES  # frames edited in one pass
@@ -64,7 +63,6 @@ class Pipeline:
         self.autoencoder, self.transformer, self.text_encoder = autoencoder, transformer, text_encoder
         self.defaults = {**DEFAULTS, **(defaults or {})}
         self.device = device or next(transformer.parameters()).device
-        self.windows = 0  # windows the last call made: extend, generate with seconds; 0 for one clip
         self.domain = domain  # kinema.domain.Domain of its training data's latents, or None
         self.loras: dict[str, dict] = {}  # adapters loaded (load_lora): name -> path, scale, trigger
         self._base_digest: str | None = None  # the transformer's own weights' hash, taken before any adapter
@@ -180,7 +178,7 @@ class Pipeline:
     @torch.no_grad()
     def _denoise(self, prompts: list[str], x: torch.Tensor, s: dict, *, shift: float | None = None,
                  given: torch.Tensor | None = None, clean: torch.Tensor | None = None, start: float = 1.0,
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, on_step=None) -> torch.Tensor:
         """Solve the flow ODE from `start` (1: pure noise) to 0. Condition tokens (`clean`, (B, T, h, w)
         on the token grid) hold the latents `given` (B, C, T, H, W) throughout: they enter every
         model call clean, at t = 0, and their velocity is set to 0, so sampling never changes them."""
@@ -210,7 +208,8 @@ class Pipeline:
             return v if keep is None else v.masked_fill(keep.repeat(n, 1, 1, 1, 1), 0.0)
 
         guided = cfg(model_fn, cond, uncond, s["guidance"], s["guidance_interval"])
-        return SAMPLERS[s["sampler"]](guided, x, ts, progress=progress)
+        callback = None if on_step is None else (lambda i, t, x: on_step(i + 1, len(ts) - 1))
+        return SAMPLERS[s["sampler"]](guided, x, ts, callback=callback, progress=progress)
 
     @torch.no_grad()
     def _decode(self, z: torch.Tensor, fps: float) -> list[Video]:
@@ -343,7 +342,8 @@ class Pipeline:
                  guidance: float | None = None, seed: int | list[int] = 0, sampler: str = "heun",
                  shift: float | None = None, image: Video | None = None, last_image: Video | None = None,
                  keyframes: dict[int, Video] | None = None, fit: str = "crop", seconds: float | None = None,
-                 guidance_interval: tuple[float, float] | None = None, progress: bool = True):
+                 guidance_interval: tuple[float, float] | None = None, progress: bool = True,
+                 on_step: Callable[[dict], None] | None = None):
         """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
         classifier-free guidance, which applies at times t in `guidance_interval` (LO, HI) only
         (default: the model's); `shift` defaults to one that grows with the token count. `seed`
@@ -356,7 +356,11 @@ class Pipeline:
         model's trained size nearest the image's aspect. See `_frame_conditions` for frames after 0.
 
         `seconds` makes a long video of one prompt (or prompt schedule, see `extend`): a first window,
-        then `extend` for the rest; keyframes past the first window are refused."""
+        then `extend` for the rest; keyframes past the first window are refused.
+
+        `on_step(info)` is called after every sampling step with {"step", "steps", "window",
+        "windows"} (window counts from 0; one clip is window 0 of 1): for progress, and to cancel
+        by raising (`kinema.errors.Cancelled`). Every mode takes it."""
         prompts = check_prompts(prompt)
         if isinstance(image, Video):  # sized like the image when not told (the trained size nearest its aspect)
             height, width = source_size(self.defaults, (image.height, image.width), height, width)
@@ -364,20 +368,20 @@ class Pipeline:
             return self._long(prompt, seconds, frames=frames, height=height, width=width, fps=fps, steps=steps,
                               guidance=guidance, seed=seed, sampler=sampler, shift=shift, image=image,
                               last_image=last_image, keyframes=keyframes, fit=fit,
-                              guidance_interval=guidance_interval, progress=progress)
+                              guidance_interval=guidance_interval, progress=progress, on_step=on_step)
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval, len(prompts))
         images = given_frames(image, last_image, keyframes, s["frames"])
         seed, fit, shift = check_seeds(seed, len(prompts)), check_fit(fit), check_shift(shift)
         self.given_domain(list(images.values()), s["height"], s["width"], fit)
-        self.windows = 0
         x = self._noise(len(prompts), self._latent_shape(s["frames"], s["height"], s["width"]), seed)
         given, clean = self._frame_conditions(images, s, fit) if images else (None, None)
-        z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress)
+        z = self._denoise(prompts, x, s, shift=shift, given=given, clean=clean, progress=progress,
+                          on_step=_window_steps(on_step, 0, 1))
         videos = self._lock(self._decode(z, s["fps"]), images, s, fit)
         return videos[0] if isinstance(prompt, str) else videos
 
     def _long(self, prompt, seconds, *, frames, height, width, fps, seed, image, last_image, keyframes, fit,
-              progress, **common) -> Video:
+              progress, on_step, **common) -> Video:
         """generate(seconds=...): a first window, then `extend` for the rest."""
         if not isinstance(prompt, str):
             raise InputError(f"a long video (seconds=) takes one prompt or prompt schedule, not a "
@@ -388,15 +392,18 @@ class Pipeline:
         check_long(round(seconds * s["fps"]), s["height"], s["width"])
         check_context(2, s["frames"])  # what `extend` continues it with
         common.update(steps=s["steps"], guidance=s["guidance"], guidance_interval=s["guidance_interval"])
+        todo = round(seconds * s["fps"]) - s["frames"]  # frames left after the first window
+        windows = 1 + (-(-todo // (s["frames"] - 1 - TEMPORAL)) if todo > 0 else 0)
         first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
                               width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
-                              keyframes=keyframes, fit=fit, progress=False, **common)
+                              keyframes=keyframes, fit=fit, progress=False,
+                              on_step=_window_steps(on_step, 0, windows, whole=True), **common)
         rest = seconds - first.duration
         if rest <= 0:
             return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
         return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
                            fps=s["fps"], seed=_derive(seed, 1), clock=first.duration, progress=progress,
-                           **common)
+                           on_step=_window_steps(on_step, 1, windows, whole=True), **common)
 
     # -- long videos, window by window
     @torch.no_grad()
@@ -404,7 +411,8 @@ class Pipeline:
                height: int | None = None, width: int | None = None, fps: float | None = None,
                steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
                shift: float | None = None, fit: str = "crop", clock: float = 0.0,
-               guidance_interval: tuple[float, float] | None = None, progress: bool = True) -> Video:
+               guidance_interval: tuple[float, float] | None = None, progress: bool = True,
+               on_step: Callable[[dict], None] | None = None) -> Video:
         """The video (fitted to the call's size and fps; by default the model's fps and its trained size
         nearest the video's aspect) followed by `seconds` more, generated
         window by window: each window of `frames` frames is conditioned on the last
@@ -431,7 +439,6 @@ class Pipeline:
         ctx = out[-keep:]  # the last frames so far: what the next window continues
         if len(ctx) < keep:  # a source shorter than the context: repeat its first frame before it
             ctx = np.concatenate([np.repeat(ctx[:1], keep - len(ctx), 0), ctx])
-        self.windows = windows
         for w in tqdm(range(windows), desc="extending", unit="window", disable=not progress):
             given = torch.zeros(1, *self._latent_shape(s["frames"], s["height"], s["width"]), device=self.device)
             given[:, :, :context] = self.encode(Video(ctx, s["fps"]), s["height"], s["width"])
@@ -439,7 +446,8 @@ class Pipeline:
             clean[:, :context] = True
             x = self._noise(1, given.shape[1:], _derive(seed, w))
             text = schedule_at(schedule, clock + made / s["fps"])
-            z = self._denoise([text], x, s, shift=shift, given=given, clean=clean)
+            z = self._denoise([text], x, s, shift=shift, given=given, clean=clean,
+                              on_step=_window_steps(on_step, w, windows))
             new = self._decode(z, s["fps"])[0].frames[keep:][: todo - made]
             chunks.append(new)
             ctx = np.concatenate([ctx, new])[-keep:]
@@ -463,7 +471,7 @@ class Pipeline:
              height: int | None = None, width: int | None = None, fps: float | None = None,
              steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
              shift: float | None = None, fit: str = "crop", guidance_interval: tuple[float, float] | None = None,
-             progress: bool = True) -> Video:
+             progress: bool = True, on_step: Callable[[dict], None] | None = None) -> Video:
         """Video-to-video with a new prompt. The source (fitted to `height` x `width` at `fps`; by
         default the model's fps and its trained size nearest the source's aspect; its first
         4k+1 frames, at most MAX_EDIT_FRAMES) is encoded, noised to `strength` and denoised
@@ -482,7 +490,6 @@ class Pipeline:
         s = self._settings(None, height, width, fps, steps, guidance, sampler, guidance_interval)
         resampled = max(1, round(video.num_frames * s["fps"] / video.fps))  # as Video.resample makes
         check_budget(1, min(MAX_EDIT_FRAMES, resampled), s["height"], s["width"], self.transformer.config.patch)
-        self.windows = 0
         src = video.resample(s["fps"]).resize(s["height"], s["width"], fit)
         n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)
         src = Video(src.frames[:n], s["fps"])
@@ -496,9 +503,21 @@ class Pipeline:
             given, clean = z0, masks.to_tokens(~self._latent_mask(pixels), self.transformer.config.patch)
         x = self._noise(1, z0.shape[1:], seed)
         x = (1 - strength) * z0 + strength * x
-        z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress)
+        z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress,
+                          on_step=_window_steps(on_step, 0, 1))
         out = self._decode(z, s["fps"])[0]
         return out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
+
+
+def _window_steps(on_step, window: int, windows: int, whole: bool = False):
+    """The sampler's (step, steps) as on_step's dict for window `window` of `windows`; with `whole`,
+    `on_step` is itself a mode's callback (a long video's parts), which is given window offsets."""
+    if on_step is None:
+        return None
+    if whole:
+        return lambda info: on_step({**info, "window": info["window"] + window,
+                                     "windows": windows if window == 0 else info["windows"] + window})
+    return lambda step, steps: on_step({"step": step, "steps": steps, "window": window, "windows": windows})
 
 
 def latent_frame(i: int) -> int:
@@ -626,34 +645,3 @@ def preflight(model, mode: str, *, seconds=None, **kwargs) -> dict:
     if seconds is not None:
         check_long(round(check_seconds(seconds) * s["fps"]), s["height"], s["width"])
     return s
-
-
-def run_to_file(model, out: str | Path, mode: str, *args, sheet: str | Path | None = None, caption: str = "",
-                compile: bool = False, **kwargs) -> dict:
-    """Run one of a model's modes (`generate`, `extend`, `interpolate`, `edit`), save the video
-    (and a PNG contact sheet of it to `sheet`, captioned); returns what was done (for `--json`):
-    frames, size, seconds of video, wall seconds, windows (long videos) and the process's peak
-    memory. `model` is a Pipeline, or a model folder (None: the shipped model) loaded after the
-    outputs and the settings are checked (`check_output`, `preflight`): nothing is loaded or
-    generated for a request that would fail."""
-    t0 = time.perf_counter()
-    s = preflight(model, mode, **kwargs)
-    out, sheet = check_output(out, fps=s["fps"]), check_sheet(sheet)
-    pipe = model if isinstance(model, Pipeline) else load(model)
-    if compile:
-        pipe.compile()
-    video = getattr(pipe, mode)(*args, **kwargs)
-    given = {"generate": lambda: [kwargs.get("image"), kwargs.get("last_image"), *(kwargs.get("keyframes") or {}).values()],
-             "interpolate": lambda: list(args[:2]), "extend": lambda: [args[0].resample(s["fps"])],
-             "edit": lambda: [args[0].resample(s["fps"])]}[mode]()  # as the mode fits its source
-    domain = pipe.given_domain([v for v in given if isinstance(v, Video)], video.height, video.width,
-                               kwargs.get("fit", "crop"), warn=False)
-    video.save(out)
-    if sheet is not None:
-        Video(contact_sheet([video], [caption], frames=min(video.num_frames, 9))).save(sheet)
-    return {"out": str(out), "mode": mode, "frames": video.num_frames, "height": video.height, "width": video.width,
-            "fps": video.fps, "video_seconds": round(video.duration, 3), "seed": kwargs.get("seed", 0),
-            "steps": kwargs.get("steps") or pipe.defaults["steps"], "windows": pipe.windows,
-            "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
-            **({"sheet": str(sheet)} if sheet is not None else {}), **(domain or {}),
-            **({"loras": [{"name": k, **v} for k, v in pipe.loras.items()]} if pipe.loras else {})}

@@ -186,6 +186,14 @@ class TransformerTask(Task):
                 raise InputError(f"no training data has clips of {', '.join(map(shape_name, counts))} "
                                  f"(frames x height x width)")
             self._deck = _deck([counts[sh] for sh in self.shapes], cfg.seed)
+        # prior preservation: the last prior_n clips of every batch are the base model's own data
+        self.prior_n = min(cfg.batch_size - 1, max(1, round(cfg.prior * cfg.batch_size))) if cfg.prior > 0 else 0
+        if self.prior_n and not self.finite:
+            raise InputError("training setting prior mixes the base model's data into fine-tuning on a folder of "
+                             "footage; this run's data is procedural already")
+        if cfg.prior > 0 and cfg.batch_size < 2:
+            raise InputError(f"training setting prior={cfg.prior} needs a batch of at least 2 clips")
+        self.prior = {}
 
     # -- the model: the init model's weights are loaded by the loop before prepare()
     def prepare(self, model):
@@ -219,7 +227,10 @@ class TransformerTask(Task):
                                       f"{self.cfg.init} is now {self.base}: resume with the model it started from")
         if self.finite:
             self.cache = {sh: self._folder_latents(sh) for sh in self.shapes}
-            self._text_states([c for _, caps in self.cache.values() for c in caps] + [""] + self.prompts())
+            if self.prior_n:
+                self.prior = {sh: self._prior_latents(sh) for sh in self.shapes}
+            self._text_states([c for _, caps in [*self.cache.values(), *self.prior.values()] for c in caps]
+                              + [""] + self.prompts())
         elif self.cfg.latent_cache > 0:
             single = len(self.offsets) == 1  # one shape: cache/ as before; several: cache/FxHxW/
             self.cache = {sh: self._latent_cache(out / "cache" if single else out / "cache" / shape_name(sh),
@@ -246,6 +257,27 @@ class TransformerTask(Task):
         self.encoded += len(todo)
         captions = [s.caption(shape, i) for s, i in refs]
         return torch.stack([t["latents"] for t in latents]), captions
+
+    def _prior_latents(self, shape: Shape):
+        """`prior_clips` procedural clips of `shape` (the base model's training data, plain captions),
+        from the disk cache, encoding what it lacks."""
+        from .data.synthetic import DATASET_VERSION
+        n, ae = self.cfg.prior_clips, _weights_digest(self.ae)
+        clips = SyntheticClips("train", self.cfg.data_seed, *shape, fps=self.cfg.fps)
+        keys = [entry_key("prior", ae, {"procedural": DATASET_VERSION, "seed": self.cfg.data_seed, "index": i,
+                                          "shape": list(shape), "fps": self.cfg.fps}) for i in range(n)]
+        got = [self.store.get("prior", k) for k in keys]
+        todo = [i for i, g in enumerate(got) if g is None]
+        for start in tqdm(range(0, len(todo), 16), desc=f"encoding {shape_name(shape)} prior clips", unit="batch",
+                          disable=not (todo and self.progress)):
+            batch = [clips[i] for i in todo[start:start + 16]]
+            x = torch.stack([c.video.to_tensor() for c in batch]).to(self.device)
+            with torch.no_grad(), autocast(self.device):
+                z = self.ae.encode(x).half().cpu()
+            for i, c, zi in zip(todo[start:start + 16], batch, z):
+                got[i] = {"latents": zi.clone(), "caption": torch.tensor(list(c.caption.encode()), dtype=torch.uint8)}
+                self.store.put("prior", keys[i], got[i])
+        return torch.stack([g["latents"] for g in got]), [bytes(g["caption"].tolist()).decode() for g in got]
 
     def stats(self) -> dict:
         if not self.finite:
@@ -288,9 +320,16 @@ class TransformerTask(Task):
             with torch.no_grad(), autocast(self.device):
                 return self.ae.encode(video.to(self.device)).float(), captions
         latents, captions = self.cache[shape]
-        first = (nth * world + rank) * size
-        idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + size)]
-        return latents[idx].float().to(self.device), [captions[i] for i in idx]
+        own = size - self.prior_n
+        first = (nth * world + rank) * own
+        idx = [self._shuffled(shape, p, len(captions)) for p in range(first, first + own)]
+        x, text = latents[idx].float(), [captions[i] for i in idx]
+        if self.prior_n:
+            z, caps = self.prior[shape]
+            first = (nth * world + rank) * self.prior_n
+            pi = [self._shuffled(shape, p, len(caps), salt=1) for p in range(first, first + self.prior_n)]
+            x, text = torch.cat([x, z[pi].float()]), text + [caps[i] for i in pi]
+        return x.to(self.device), text
 
     def _deck_at(self, step: int) -> tuple[Shape, int]:
         """The shape of batch `step` (finite data) and how many batches of it came before."""
@@ -323,13 +362,15 @@ class TransformerTask(Task):
             tmp.write_text(json.dumps({"key": key, "captions": captions}))
         return latents, captions
 
-    def _shuffled(self, shape: tuple, position: int, n: int) -> int:
-        """Cache index at stream `position`: a fresh permutation of the shape's cache every epoch."""
+    def _shuffled(self, shape: tuple, position: int, n: int, salt: int = 0) -> int:
+        """Cache index at stream `position`: a fresh permutation of the shape's cache every epoch
+        (`salt` 1: the prior clips' stream)."""
         epoch, k = divmod(position, n)
-        if self._perm.get(shape, (-1,))[0] != epoch:
-            seed = self.cfg.seed * 7919 + epoch + 104_729 * self.shapes.index(shape)
-            self._perm[shape] = (epoch, torch.randperm(n, generator=torch.Generator().manual_seed(seed)))
-        return int(self._perm[shape][1][k])
+        key = (shape, salt)
+        if self._perm.get(key, (-1,))[0] != epoch:
+            seed = self.cfg.seed * 7919 + epoch + 104_729 * self.shapes.index(shape) + 15_485_863 * salt
+            self._perm[key] = (epoch, torch.randperm(n, generator=torch.Generator().manual_seed(seed)))
+        return int(self._perm[key][1][k])
 
     def loss(self, model, batch, gen):
         x0, captions = batch

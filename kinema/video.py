@@ -226,7 +226,7 @@ def _resize_frames(x: np.ndarray, height: int, width: int, fit: str) -> np.ndarr
 
 def read_video(path, *, fps: float | None = None, height: int | None = None, width: int | None = None,
                fit: str = "crop", max_frames: int = MAX_FRAMES, max_pixels: int = MAX_TOTAL_PIXELS,
-               head: bool = False) -> Video:
+               head: bool = False, max_decoded: int | None = None) -> Video:
     """Read a video file, an animated gif, a still image or a folder of numbered images.
 
     With `fps` and/or `height` and `width`, each frame is resampled (as `Video.resample`) and resized
@@ -234,7 +234,8 @@ def read_video(path, *, fps: float | None = None, height: int | None = None, wid
     `.resample(fps).resize(height, width, fit)`, but memory follows the output, not the input, and
     the caps (`max_frames`, `max_pixels`) apply to the output. With `head`, a video file over the
     caps (or over the decoding cap, MAX_DECODED_PIXELS) is read up to them, its first frames,
-    instead of refused: what training on long footage wants."""
+    instead of refused: what training on long footage wants. `max_decoded` caps the source pixels
+    decoded (default MAX_DECODED_PIXELS; decoding time follows it: a server's uploads take a lower one)."""
     fps = None if fps is None else check_fps(fps)
     if (height is None) != (width is None):
         raise InputError(f"give both height and width to resize while reading, or neither; got {height}x{width}")
@@ -244,7 +245,7 @@ def read_video(path, *, fps: float | None = None, height: int | None = None, wid
     mode = _stat(p).st_mode
 
     def output(src_fps: float) -> _Output:
-        return _Output(p, src_fps, fps, size, fit, max_frames, max_pixels, head)
+        return _Output(p, src_fps, fps, size, fit, max_frames, max_pixels, head, max_decoded)
 
     try:
         if stat.S_ISDIR(mode):
@@ -347,7 +348,7 @@ class _Output:
     resampling drops is never converted; the caps apply to the output."""
 
     def __init__(self, where: Path, src_fps: float, fps: float | None, size, fit: str, max_frames: int,
-                 max_pixels: int, head: bool = False):
+                 max_pixels: int, head: bool = False, max_decoded: int | None = None):
         self.head = head  # at a cap: stop (_Full) and keep the frames so far, instead of refusing
         self.where, self.src, self.fps, self.size, self.fit = where, src_fps, fps or src_fps, size, fit
         self.max_frames, self.max_pixels = max_frames, max_pixels
@@ -356,7 +357,7 @@ class _Output:
         self.area = size[0] * size[1] if size else 0  # pixels in an output frame, once known
         self.raw: dict = {}  # decoded source frames an output frame still needs (at most one)
         self.made = (-1, None)  # the last converted source frame: (index, frame)
-        self.decoded = 0  # source pixels decoded so far (spend)
+        self.decoded, self.max_decoded = 0, max_decoded or MAX_DECODED_PIXELS  # source pixels decoded so far (spend), and the cap
 
     def count(self, n_src: int) -> int:
         return _resampled_count(n_src, self.src, self.fps)
@@ -374,11 +375,11 @@ class _Output:
     def spend(self, pixels: int) -> None:
         """Count source pixels about to be decoded (a dropped frame costs decoding time too)."""
         self.decoded += pixels
-        if self.decoded > MAX_DECODED_PIXELS and self.head:
+        if self.decoded > self.max_decoded and self.head:
             raise _Full
-        if self.decoded > MAX_DECODED_PIXELS:
-            raise VideoReadError(f"{self.where}: decoding it takes over {MAX_DECODED_PIXELS:,} pixels (the cap, "
-                                 f"about a minute of decoding); trim or downscale it")
+        if self.decoded > self.max_decoded:
+            raise VideoReadError(f"{self.where}: decoding it takes over {self.max_decoded:,} pixels (the cap; "
+                                 f"{MAX_DECODED_PIXELS:,} is about a minute of decoding); trim or downscale it")
 
     def admit(self, h: int, w: int) -> None:
         """Called with a source frame's size before it is converted."""

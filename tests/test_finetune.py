@@ -373,3 +373,29 @@ def test_image_to_video_from_a_still_of_the_footage_keeps_working(lora_run, base
     video = pipe.generate("sks a still photograph", image=still, **TINY)
     rt = pipe.roundtrip([still])[0]
     assert np.array_equal(video.frames[0], rt.frames[0])  # frame 0 is the still's round trip, as in the base
+
+
+def test_prior_preservation_mixes_the_base_data_into_every_batch(tmp_path, footage, base):
+    """--prior: the last clips of every batch are the base model's own procedural clips with their
+    plain captions (no trigger), encoded once into the cache's prior/ entries."""
+    from kinema.data.source import open_sources
+    from kinema.finetuning import recipe
+    from kinema.tasks import TransformerTask
+    cfg = recipe(base, [str(footage)], trigger="sks", batch_size=4, prior=0.5).override(["prior_clips=6"])
+    shapes = [(5, 16, 16)]
+    data = open_sources(cfg.data, seed=0, fps=cfg.fps, shapes=shapes, trigger="sks", windows="uniform", progress=False)
+    task = TransformerTask(cfg.override(["shapes=5x16x16"]), data, torch.device("cpu"), autoencoder=base,
+                           cache=tmp_path / "cache", progress=False)
+    task.after_resume(tmp_path / "run")
+    assert task.prior_n == 2 and len(list((tmp_path / "cache" / "prior").rglob("*.safetensors"))) == 6
+    for step in range(3):
+        x, captions = task.batch(step, 0, 1)
+        assert x.shape[0] == 4 and all(c.startswith("sks") for c in captions[:2])
+        assert not any("sks" in c for c in captions[2:]) and all(c in task.prior[(5, 16, 16)][1] for c in captions[2:])
+    again = TransformerTask(cfg.override(["shapes=5x16x16"]), data, torch.device("cpu"), autoencoder=base,
+                            cache=tmp_path / "cache", progress=False)
+    again.after_resume(tmp_path / "run")  # from the cache: the same clips, the same batches
+    assert torch.equal(again.batch(2, 0, 1)[0], task.batch(2, 0, 1)[0])
+    with pytest.raises(InputError, match="batch of at least 2"):
+        TransformerTask(cfg.override(["shapes=5x16x16", "batch_size=1"]), data, torch.device("cpu"), autoencoder=base,
+                        cache=tmp_path / "cache", progress=False)

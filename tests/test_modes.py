@@ -175,13 +175,19 @@ def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_sourc
 def test_long_extension_runs_one_window_at_a_time(pipe, clip, monkeypatch):
     seen = _spy(pipe, monkeypatch)
     src = Video(clip.frames[:9])
-    out = pipe.extend(src, "0s: a red circle; 1s: a blue square", 4.0, frames=9, steps=2, progress=False)
+    steps = []
+    out = pipe.extend(src, "0s: a red circle; 1s: a blue square", 4.0, frames=9, steps=2, progress=False,
+                      on_step=steps.append)
     assert out.num_frames == 9 + 32 and np.array_equal(out.frames[:9], src.frames)
-    assert pipe.windows == 8 and max(seen["frames"]) == 3  # 4 new frames a window; the model sees 3 latent frames
+    assert [(i["window"], i["step"]) for i in steps] == [(w, s) for w in range(8) for s in (1, 2)]
+    assert {i["windows"] for i in steps} == {8} and {i["steps"] for i in steps} == {2}
+    assert max(seen["frames"]) == 3  # 4 new frames a window; the model sees 3 latent frames
     for z, given, clean in seen["z"]:  # each window is conditioned on 2 latent frames of context, kept exactly
         assert clean.all((2, 3)).tolist() == [[True, True, False]] and torch.equal(z[:, :, :2], given[:, :, :2])
-    long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False)
-    assert long.num_frames == 24
+    steps.clear()
+    long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False, on_step=steps.append)
+    assert long.num_frames == 24  # a first window of 9 frames, then 4 windows of 4 new frames (the last cut to 3)
+    assert [(i["window"], i["windows"]) for i in steps[::2]] == [(w, 5) for w in range(5)]
     with pytest.raises(InputError, match="seconds must be a finite number in"):
         pipe.extend(src, "x", 601, progress=False)
 
