@@ -173,7 +173,7 @@ def run(args) -> dict:
               "d_frames_roundtrip": fd(frame_features(classifier, rt), ref["frames"])}
     print(json.dumps(floors), file=sys.stderr)
     results = {"train_clips": args.train, "stills": args.train // 10, "eval_clips": args.eval, "trigger": TRIGGER,
-               "steps": args.steps, "prior": args.prior, "floors": floors, "models": {}}
+               "steps": args.steps, "prior": args.prior, "targets": args.targets, "lora_lr": args.lora_lr, "floors": floors, "models": {}}
     base_score, base_clips = score(base, "base", held, truth_clips, ref, classifier, args.eval)
     results["models"]["base"] = base_score
     sheets = {"graded real": held[:6], "base": base_clips[:6]}
@@ -181,6 +181,7 @@ def run(args) -> dict:
         run_dir = out / mode
         t0 = time.perf_counter()
         summary = kinema.finetune(str(footage), run_dir, lora_rank=16, full=mode == "full", trigger=TRIGGER,
+                                  lora_targets=args.targets, lr=args.lora_lr if mode == "lora" else None,
                                   max_steps=args.steps, resume=(run_dir / "model" / "train_state").is_dir(),
                                   validate_every=max(args.steps // 2, 1), cache=out / "cache",
                                   prior=args.prior, progress=not args.quiet)
@@ -267,6 +268,8 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=128, help="held-out clips each figure is measured on")
     p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps of each mode")
     p.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
+    p.add_argument("--targets", default="attn,cross,mlp", help="LoRA targets (kinema finetune --lora-targets)")
+    p.add_argument("--lora-lr", type=float, help="the LoRA's learning rate (default: kinema finetune's)")
     p.add_argument("--prior", type=float, default=0.25,
                    help="fraction of every batch from the base model's own data (kinema finetune --prior)")
     p.add_argument("--real", help="a folder of real videos for the real-footage part (all but two train)")

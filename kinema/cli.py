@@ -379,7 +379,8 @@ def build_parser() -> Parser:
                         "jobs; also from KINEMA_API_KEY (comma-separated)")
     p.add_argument("--adapters", metavar="DIR", help="a folder of LoRA adapters (or fine-tuning runs) requests may "
                                                      "name by their folder name")
-    p.add_argument("--max-frames", type=whole(1, MAX_PASS_FRAMES), default=129, help="cap on frames a request (default: 129)")
+    p.add_argument("--max-frames", type=whole(1, MAX_PASS_FRAMES), default=129,
+                   help="cap on frames a request (default: 129)")
     p.add_argument("--max-side", type=whole(8, 4096), default=512, help="cap on height and width (default: 512)")
     p.add_argument("--max-seconds", type=real(0, 600, open_lo=True), default=30.0,
                    help="cap on seconds of a long video or an extension (default: 30)")

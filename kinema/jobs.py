@@ -66,7 +66,8 @@ def plan(request: dict, model=None) -> tuple[dict, dict]:
     inputs = request.get("inputs") or {}
     unknown = set(inputs) - set(INPUTS[mode])
     if unknown:
-        raise InputError(f"{mode} takes the inputs {', '.join(INPUTS[mode]) or 'none'}, not {', '.join(sorted(unknown))}")
+        raise InputError(f"{mode} takes the inputs {', '.join(INPUTS[mode]) or 'none'}, "
+                         f"not {', '.join(sorted(unknown))}")
     for name in REQUIRED[mode]:
         if not inputs.get(name):
             raise InputError(f"{mode} needs the input {name!r}")
@@ -188,7 +189,8 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
         if on_step is not None:
             on_step(info)
     video = getattr(pipe, mode)(*positional, progress=progress, on_step=step, **given, **kwargs)
-    sources = {"generate": lambda: [given.get("image"), given.get("last_image"), *(given.get("keyframes") or {}).values()],
+    sources = {"generate": lambda: [given.get("image"), given.get("last_image"),
+                                    *(given.get("keyframes") or {}).values()],
                "interpolate": lambda: list(positional[:2]), "extend": lambda: [positional[0].resample(s["fps"])],
                "edit": lambda: [positional[0].resample(s["fps"])]}[mode]()  # as the mode fits its source
     domain = pipe.given_domain([v for v in sources if isinstance(v, Video)], video.height, video.width,
@@ -213,14 +215,15 @@ def batch_key(request: dict) -> str | None:
     return json.dumps(same, sort_keys=True)
 
 
-def run_batch(requests: list[dict], outputs: list[dict], *, pipe, keep_loras=(),
+def run_batch(requests: list[dict], outputs: list[dict], *, pipe, model=None, keep_loras=(),
               on_step: Callable | None = None) -> list[dict]:
     """Requests of one `batch_key` as one batch: one transformer call a step for all their clips,
-    each clip from its own request's seed. Writes each request's outputs; returns their results."""
+    each clip from its own request's seed. Writes each request's outputs; returns their results.
+    `model`: the folder `pipe` was loaded from (its sizes and defaults check the requests)."""
     if len({batch_key(r) for r in requests}) != 1 or batch_key(requests[0]) is None:
         raise InputError("run_batch takes plain generate requests of one shape")
     t0 = time.perf_counter()
-    kwargs, s = plan(requests[0], None)
+    kwargs, s = plan(requests[0], model)
     for request, out in zip(requests, outputs):
         check_outputs(out, "generate", s, long=False)
     use_loras(pipe, [(p, float(sc)) for p, sc in requests[0].get("loras") or []], keep_loras)

@@ -357,7 +357,8 @@ class _Output:
         self.area = size[0] * size[1] if size else 0  # pixels in an output frame, once known
         self.raw: dict = {}  # decoded source frames an output frame still needs (at most one)
         self.made = (-1, None)  # the last converted source frame: (index, frame)
-        self.decoded, self.max_decoded = 0, max_decoded or MAX_DECODED_PIXELS  # source pixels decoded so far (spend), and the cap
+        self.decoded = 0  # source pixels decoded so far (spend)
+        self.max_decoded = max_decoded or MAX_DECODED_PIXELS
 
     def count(self, n_src: int) -> int:
         return _resampled_count(n_src, self.src, self.fps)

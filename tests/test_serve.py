@@ -398,3 +398,51 @@ def _post(port, body) -> str:
 def _get(port, job_id) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/videos/{job_id}", timeout=10) as r:
         return json.loads(r.read())
+
+
+def test_the_canary_notices_a_changed_model(server, model):
+    """--canary-every: fixed prompts and seeds; the first canary is the reference, the same model
+    repeats it exactly, a changed one (here: its weights perturbed, as a swapped checkpoint) drifts."""
+    import torch
+
+    from kinema.pipeline import load
+    store = Store(server.data)
+    worker = server.worker
+    for _ in range(2):
+        store.add("canary", {"mode": "generate", "prompt": "canary"}, 0, None, kind="canary")
+        assert worker.once()
+    first = json.loads((server.data / "canary.json").read_text())
+    assert first["agreement"] == 1.0 and first["frame_distance"] == 0.0 and not first["drift"]
+    changed = load(model)
+    with torch.no_grad():
+        for p in changed.transformer.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    worker.pipe = changed
+    store.add("canary", {"mode": "generate", "prompt": "canary"}, 0, None, kind="canary")
+    assert worker.once()
+    after = json.loads((server.data / "canary.json").read_text())
+    assert after["drift"] and (after["agreement"] < 1.0 or after["frame_distance"] > 0)
+    text = server.client.get("/metrics").text
+    assert "kinema_canary_drift 1.0" in text and "kinema_canary_agreement" in text
+    assert server.client.get("/v1/videos").json()["data"] == []  # canaries are not anyone's jobs
+
+
+def test_two_workers_share_one_queue_and_claim_each_job_once(server, warm):
+    ids = [server.post(prompt=f"a red circle {i}", seed=i, frames=5, height=16, width=16 + 8 * (i % 3),
+                       steps=2).json()["id"] for i in range(8)]
+    other = Worker(server.data, server.model)
+    other.pipe, other.reader, other.keep = warm.pipe, warm.reader, warm.keep
+    stop = threading.Event()
+    thread = threading.Thread(target=other.serve, args=(stop,), daemon=True)
+    thread.start()
+    server.start()
+    try:
+        jobs = [server.wait(i) for i in ids]
+    finally:
+        stop.set()
+        thread.join(30)
+    assert [j["status"] for j in jobs] == ["succeeded"] * 8, [j["error"] for j in jobs]
+    store = Store(server.data)
+    for i in ids:  # one claim each: queued, running, succeeded
+        assert [e["data"]["status"] for e in store.events(i) if e["type"] == "status"] == \
+            ["queued", "running", "succeeded"]

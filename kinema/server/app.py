@@ -40,7 +40,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import KinemaError
+from ..jobs import batch_key, plan
 from ..limits import MAX_PROMPT_CHARS, MAX_SEED
+from ..video import probe, read_video
 from .store import DONE, Store, new_id
 from .worker import OUTPUT_FILES, error_code, output_folder
 
@@ -190,7 +192,6 @@ def create_app(settings: Settings) -> FastAPI:
         seed = secrets.randbelow(SEED_RANGE) if seed is None else seed
         check = {**req, "inputs": {k: _upload_path(store, data, v) for k, v in inputs.items()}, "seed": seed}
         try:  # the whole request checked against the model now, not after it waited in the queue
-            from ..jobs import batch_key, plan
             plan({**check, "loras": []}, settings.model)
         except KinemaError as e:
             raise ApiError(400, error_code(e), str(e))
@@ -284,9 +285,10 @@ def create_app(settings: Settings) -> FastAPI:
                     out.write(chunk)
             if size == 0:
                 raise ApiError(400, "input.file", "the upload is empty")
-            from ..video import read_video
-            try:
-                v = read_video(tmp, max_frames=limits.max_upload_frames, max_pixels=2**27, max_decoded=2**30)
+            try:  # decoded whole, at a thumbnail's size (memory stays small), under a decoding cap
+                height, width = probe(tmp)
+                v = read_video(tmp, height=32, width=32, fit="stretch", max_frames=limits.max_upload_frames,
+                               max_decoded=2**30)
             except KinemaError as e:
                 raise ApiError(400, "input.file", str(e).replace(str(tmp), file.filename or "the upload"))
             final = folder / f"{upload_id}{suffix}"
@@ -295,7 +297,7 @@ def create_app(settings: Settings) -> FastAPI:
             tmp.unlink(missing_ok=True)
         row = {"id": upload_id, "owner": owner, "file": final.name, "filename": (file.filename or "")[:200],
                "kind": "image" if v.num_frames == 1 else "video", "bytes": size, "frames": v.num_frames,
-               "height": v.height, "width": v.width, "fps": v.fps, "created_at": time.time()}
+               "height": height, "width": width, "fps": v.fps, "created_at": time.time()}
         store.add_upload(row)
         return {k: row[k] for k in ("id", "filename", "kind", "bytes", "frames", "height", "width", "fps",
                                     "created_at")} | {"object": "upload"}

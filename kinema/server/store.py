@@ -173,7 +173,8 @@ class Store:
         """The oldest queued job and up to batch - 1 more waiting with the same batch key, now
         running on `worker`; [] when nothing waits."""
         def write():
-            first = self.db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1").fetchone()
+            first = self.db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at, id "
+                                    "LIMIT 1").fetchone()
             if first is None:
                 return []
             rows = [first]
@@ -192,7 +193,8 @@ class Store:
     def running(self, jobs: list[str], worker: str) -> list[str]:
         """Those of `jobs` still running on `worker` (not cancelled, deleted or taken over)."""
         marks = ",".join("?" * len(jobs))
-        return [r[0] for r in self._q(f"SELECT id FROM jobs WHERE id IN ({marks}) AND status = 'running' AND worker = ?",
+        return [r[0] for r in self._q(f"SELECT id FROM jobs WHERE id IN ({marks}) AND status = 'running' "
+                                      f"AND worker = ?",
                                       (*jobs, worker))]
 
     def step(self, jobs: list[str], worker: str, progress: float, data: dict) -> list[str]:
@@ -276,8 +278,8 @@ class Store:
     # -- uploads
     def add_upload(self, row: dict) -> None:
         keys = ("id", "owner", "file", "filename", "kind", "bytes", "frames", "height", "width", "fps", "created_at")
-        self._write(lambda: self.db.execute(f"INSERT INTO uploads ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
-                                            tuple(row[k] for k in keys)))
+        sql = f"INSERT INTO uploads ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})"
+        self._write(lambda: self.db.execute(sql, tuple(row[k] for k in keys)))
 
     def upload(self, upload: str) -> dict | None:
         rows = self._q("SELECT * FROM uploads WHERE id = ?", (upload,))

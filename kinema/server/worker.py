@@ -147,7 +147,8 @@ class Worker:
                 folder.mkdir(parents=True)
                 outputs.append({k: folder / v for k, v in OUTPUT_FILES.items()})
             if len(jobs) > 1 or runner.batch_key(requests[0]) is not None:
-                results = runner.run_batch(requests, outputs, pipe=self.pipe, keep_loras=self.keep, on_step=on_step)
+                results = runner.run_batch(requests, outputs, pipe=self.pipe, model=self.model, keep_loras=self.keep,
+                                           on_step=on_step)
             else:
                 results = [runner.run(requests[0], outputs[0], pipe=self.pipe, model=self.model, keep_loras=self.keep,
                                       on_step=on_step)]
