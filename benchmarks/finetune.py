@@ -15,7 +15,9 @@ Figures (held-out split, --eval clips, the same captions and noise seeds for eve
     spreads, the colour of shadows / midtones / highlights, vignette, grain) and on the classifier's
     frame features; d_floor is the same between two graded real sets, d_roundtrip between the
     autoencoder's round trip of graded clips and graded clips (the best reachable through it).
-    adoption = (d_base - d_tuned) / (d_base - d_floor); target >= 0.7.
+    adoption = (d_base - d_tuned) / (d_base - d_floor); target >= 0.7. Also against the reachable
+    floor, d_graded_base: the base model's own clips given the grade after the fact (what a perfect
+    style transfer of this base model would score; its content stays the base model's).
   - retention with the trigger: shapes / motions / count adherence (the classifier's reading) of
     the tuned model's triggered clips against the base model's plain clips; target: within 10 points.
   - forgetting without the trigger: `kinema eval` figures (fvd, adherence) of the tuned model on the
@@ -176,6 +178,10 @@ def run(args) -> dict:
                "steps": args.steps, "prior": args.prior, "targets": args.targets, "lora_lr": args.lora_lr, "floors": floors, "models": {}}
     base_score, base_clips = score(base, "base", held, truth_clips, ref, classifier, args.eval)
     results["models"]["base"] = base_score
+    # what a perfect style transfer on this base model would reach: its own clips, graded
+    graded_base = [Video(grade(v.frames, 2000 + i), v.fps) for i, v in enumerate(base_clips)]
+    floors["d_colour_graded_base"] = fd(np.stack([colour_stats(v.frames) for v in graded_base]), ref["colour"])
+    floors["d_frames_graded_base"] = fd(frame_features(classifier, graded_base), ref["frames"])
     sheets = {"graded real": held[:6], "base": base_clips[:6]}
     for mode in args.modes.split(","):
         run_dir = out / mode
@@ -197,6 +203,8 @@ def run(args) -> dict:
                                         if f.is_file() and "train_state" not in f.parts)}
         s["adoption_colour"] = adoption(base_score["d_colour"], s["d_colour"], floors["d_colour_floor"])
         s["adoption_frames"] = adoption(base_score["d_frames"], s["d_frames"], floors["d_frames_floor"])
+        for k in ("colour", "frames"):  # against the reachable floor: this base model's own clips, graded
+            s[f"adoption_{k}_reachable"] = adoption(base_score[f"d_{k}"], s[f"d_{k}"], floors[f"d_{k}_graded_base"])
         s["retention_triggered"] = {k: round(100 * (s["adherence_triggered"][k] - base_score["adherence"][k]), 1)
                                     for k in KEYS}
         s["forgetting_plain"] = {**{k: round(100 * (s["adherence"][k] - base_score["adherence"][k]), 1)

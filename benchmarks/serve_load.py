@@ -102,7 +102,11 @@ class Server:
 
 
 def in_process(model: str | None, n: int, batch: int) -> dict:
+    """Clips a second of a warm pipeline in this process: bare `generate` calls one at a time and
+    as one batch, and whole jobs (kinema.jobs.run: the video, its contact sheet and thumbnail
+    written, as a server's worker does) one at a time."""
     import kinema
+    from kinema.jobs import run
     pipe = kinema.load(model)
     pipe.generate(PROMPTS[0], seed=0, progress=False)  # warm
     t0 = time.perf_counter()
@@ -112,8 +116,14 @@ def in_process(model: str | None, n: int, batch: int) -> dict:
     t0 = time.perf_counter()
     pipe.generate([PROMPTS[i % len(PROMPTS)] for i in range(batch)], seed=list(range(batch)), progress=False)
     batched = batch / (time.perf_counter() - t0)
+    folder = Path(tempfile.mkdtemp(prefix="kinema-jobs-"))
+    t0 = time.perf_counter()
+    for i in range(n):
+        out = {"video": folder / f"{i}.mp4", "sheet": folder / f"{i}.png", "thumbnail": folder / f"{i}_t.png"}
+        run({"mode": "generate", "prompt": PROMPTS[i % len(PROMPTS)], "seed": i}, out, pipe=pipe, model=model)
+    jobs = n / (time.perf_counter() - t0)
     return {"clips_per_second_single": round(single, 3), "clips_per_second_batch": round(batched, 3),
-            "batch": batch, "clips": n}
+            "jobs_per_second_single": round(jobs, 3), "batch": batch, "clips": n}
 
 
 def load(args) -> dict:
@@ -155,7 +165,7 @@ def load(args) -> dict:
                     continue
                 if job["status"] in ("succeeded", "failed", "cancelled"):
                     break
-                time.sleep(0.05)
+                time.sleep(0.25)  # a client polling four times a second (or following /events)
             with lock:
                 latencies.append((time.time() - t0, job["status"]))
 
@@ -175,9 +185,11 @@ def load(args) -> dict:
         t.join()
     wall = time.time() - t0
     stop.set()
-    final = {}
+    final, batches = {}, []
     for job_id in filter(None, submitted):
-        final[job_id] = call(port, "GET", f"/v1/videos/{job_id}")["status"]
+        job = call(port, "GET", f"/v1/videos/{job_id}")
+        final[job_id] = job["status"]
+        batches.append((job["result"] or {}).get("batch", 1))
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     server.stop()
     lat = np.array([s for s, status in latencies if status == "succeeded"])
@@ -189,6 +201,7 @@ def load(args) -> dict:
             "wall_seconds": round(wall, 1), "clips_per_second": round(len(lat) / wall, 3),
             "latency_p50_s": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "latency_p95_s": round(float(np.percentile(lat, 95)), 2) if len(lat) else None,
+            "mean_batch": round(float(np.mean(batches)), 2) if batches else None,
             "startup_s": round(startup, 2), "killed_and_restarted": killed["done"], "restart_s": killed["restart_s"],
             "rss_mb_first_third": round(float(mem[:third].mean()), 1),
             "rss_mb_last_third": round(float(mem[-third:].mean()), 1), "rss_mb_max": round(float(mem.max()), 1),
@@ -212,6 +225,7 @@ def main() -> None:
               "machine": describe()}
     ip, sv = result["in_process"], result["server"]
     result["server_vs_in_process_single"] = round(sv["clips_per_second"] / ip["clips_per_second_single"], 3)
+    result["server_vs_in_process_jobs"] = round(sv["clips_per_second"] / ip["jobs_per_second_single"], 3)
     text = json.dumps(result, indent=1)
     if args.json:
         Path(args.json).write_text(text + "\n")

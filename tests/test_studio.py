@@ -80,6 +80,8 @@ def test_submit_watch_progress_and_play(page):
     card = page.wait_for_selector(".card[data-status=succeeded] video", timeout=60_000)
     seen = page.evaluate("window.seen")
     assert len(set(seen)) >= 10 and max(seen) >= 0.99 and seen == sorted(seen)  # step by step, up to 100%
+    lags = sorted(page.evaluate("window.kinemaLags"))
+    assert len(lags) >= 30 and lags[int(0.95 * len(lags))] < 0.5  # a step reaches the page within 0.5 s
     page.wait_for_function("() => { const v = document.querySelector('.card video'); "
                            "return v && v.readyState >= 2 && v.currentTime > 0; }", timeout=20_000)
     duration = card.evaluate("v => v.duration")

@@ -248,7 +248,8 @@ def create_app(settings: Settings) -> FastAPI:
                 rows = store.events(job_id, after)
                 for e in rows:
                     after = e["seq"]
-                    yield f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e['data'])}\n\n"
+                    data = json.dumps({**e["data"], "at": round(e["at"], 3)})  # when it happened (server clock)
+                    yield f"id: {e['seq']}\nevent: {e['type']}\ndata: {data}\n\n"
                     if e["type"] == "status" and e["data"].get("status") in DONE:
                         return
                 if rows:

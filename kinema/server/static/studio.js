@@ -9,6 +9,7 @@ const MODES = { text: "generate", image: "generate", extend: "extend", interpola
 const FILES = { image: ["image"], extend: ["video"], interpolate: ["first", "last"], edit: ["video", "mask"], text: [] };
 const NUMBERS = ["width", "height", "frames", "seconds", "seed", "steps", "guidance", "strength"];
 const ACTIVE = new Set(["queued", "running"]);
+const lags = window.kinemaLags = [];  // seconds from a sampling step on the server to this page
 
 function auth(extra = {}) {
   const key = $("key").value.trim();
@@ -95,6 +96,7 @@ async function follow(id) {
         const data = (chunk.match(/^data: (.*)$/m) || [])[1];
         if (!type || !data) continue;
         const event = JSON.parse(data);
+        if (type === "progress" && event.at) lags.push(Date.now() / 1000 - event.at);  // step to page, seconds
         const job = jobs.get(id);
         if (!job) continue;
         job.progress = event.progress ?? job.progress;
