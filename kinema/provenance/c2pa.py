@@ -65,7 +65,7 @@ def local_identity(folder: Path | None = None) -> dict[str, Path]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.chmod(tmp, 0o600)  # (the temporary file may have existed with the default mode)
+        os.chmod(paths[name], 0o600)  # (atomic_path gives the umask's mode; the folder is 0700 meanwhile)
     return paths
 
 
