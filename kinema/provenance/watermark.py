@@ -124,9 +124,22 @@ def embed(frames: np.ndarray, payload: int, margin: float = MARGIN) -> np.ndarra
             break
         delta = torch.linalg.solve(mt, s * short * 1.1)  # (BITS,) along the directions
         change = (pt @ delta).reshape(1, 1, GRID, GRID).float()  # per-cell luma change, the same every frame
-        field = F.interpolate(change, size=(H, W), mode="bicubic", align_corners=False)[0, 0]
+        field = _spread(change, H, W)
         out = out + field[None, :, :, None]
     return out.clamp(0, 255).round().to(torch.uint8).numpy()
+
+
+SPREAD = "nearest"
+
+
+def _spread(change: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """A (1, 1, GRID, GRID) per-cell change as an (H, W) field."""
+    if SPREAD == "bicubic":
+        return F.interpolate(change, size=(H, W), mode="bicubic", align_corners=False)[0, 0]
+    field = F.interpolate(change, size=(H, W), mode="nearest")
+    if SPREAD == "soft":  # cell-constant, edges softened by a 3x3 box
+        field = F.avg_pool2d(F.pad(field, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return field[0, 0]
 
 
 def _boxes() -> list[tuple[float, float, float, float]]:
