@@ -181,6 +181,17 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
                                                   "in a row with the prompt underneath")
     p.add_argument("--json", action="store_true", help="print one JSON object describing what was done (with "
                                                        "windows, seconds and peak memory)")
+    g = p.add_argument_group("provenance (every output is marked twice by default; `kinema detect` reads both)")
+    g.add_argument("--no-watermark", action="store_true",
+                   help="leave out the invisible watermark: for research and evaluation only; the video can then "
+                        "not be recognised as generated once its metadata is stripped")
+    g.add_argument("--no-manifest", action="store_true",
+                   help="leave out the signed C2PA manifest: for research only; nothing then records how the file "
+                        "was made (WebM outputs never carry one: the C2PA SDK does not take the format)")
+    g.add_argument("--manifest-prompt", action="store_true", help="record the prompt in the manifest (off by default)")
+    g.add_argument("--sign-cert", metavar="PEM", help="certificate chain to sign manifests with, leaf first (default: "
+                                                      "KINEMA_SIGN_CERT, else kinema's own local CA, made on first use)")
+    g.add_argument("--sign-key", metavar="PEM", help="the private key of --sign-cert (default: KINEMA_SIGN_KEY)")
     _common(p)
 
 
@@ -418,6 +429,21 @@ def build_parser() -> Parser:
     _common(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("detect", help="is this video or image machine-made? read kinema's marks",
+                       description="For each file: its C2PA manifest (present, signature valid, trusted, signer, "
+                                   "what it says of how the file was made) and kinema's invisible watermark "
+                                   "(detected or not, a p-value, the decoded model id and serial). The watermark "
+                                   "survives what strips metadata (re-encoding, resizing); a file without either "
+                                   "mark may still be generated. Exit code: 0 when every file carries a mark, 1 "
+                                   "when one carries none, 2 on an error.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="videos or images")
+    p.add_argument("--trust", metavar="PEM", action="append", default=[],
+                   help="a CA certificate to trust for manifests (repeatable; default: kinema's local CA, and "
+                        "KINEMA_TRUST_ANCHORS)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: a list of per-file reports")
+    _common(p)
+    p.set_defaults(func=cmd_detect)
+
     p = sub.add_parser("classify", help="read what a video shows with the video classifier",
                        description="Predict a video's objects (colours, shapes, sizes, motions, speeds), camera move, "
                                    "object count and background, with confidences and a caption written from them. "
@@ -557,7 +583,9 @@ def _generating(args, mode: str, inputs: dict, **settings) -> None:
     request = {"mode": mode, "prompt": args.prompt, "inputs": {k: v for k, v in inputs.items() if v},
                "loras": [[path, scale] for path, scale in args.lora], **settings,
                **{k: getattr(args, k) for k in ("steps", "guidance", "guidance_interval", "sampler", "seed")
-                  if getattr(args, k, None) is not None}}
+                  if getattr(args, k, None) is not None},
+               "watermark": not args.no_watermark, "manifest": not args.no_manifest,
+               "manifest_prompt": args.manifest_prompt, "sign_cert": args.sign_cert, "sign_key": args.sign_key}
     _wrote(args, run(request, {"video": args.out, "sheet": args.sheet}, model=args.model, compile=args.compile,
                      progress=not args.json))
 
@@ -675,6 +703,30 @@ def cmd_export(args) -> None:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     _emit(args, {"out": str(out), "dtype": args.dtype, "bytes": size, "defaults": defaults},
           [f"wrote {out} ({size / 2 ** 20:.1f} MB, {args.dtype} weights)"])
+
+
+def cmd_detect(args) -> int:
+    from .provenance import detect_file
+    trust = [Path(p).read_text() for p in args.trust] or None
+    reports, lines = [], []
+    for f in args.files:
+        r = detect_file(f, trust)
+        reports.append(r)
+        m, w = r["manifest"], r["watermark"]
+        if m.get("present"):
+            how = "trusted" if m["trusted"] else "valid, untrusted signer" if m["valid"] else \
+                f"INVALID ({', '.join(m.get('failures') or [])})"
+            made = "generated" if m.get("generated") else "not marked as generated"
+            man = f"manifest {how}, signed by {m.get('signer')}, {made}"
+        else:
+            man = "no manifest" + ("" if m.get("supported", True) else " (format cannot hold one)")
+        wat = (f"watermark detected (p = {w['p_value']:.1e}; model id {w['model_id']}, serial {w['serial']})"
+               if w.get("detected") else "no watermark")
+        lines.append(f"{f}: {man}; {wat}")
+    _emit(args, {"files": reports}, lines)
+    marked = [r["manifest"].get("present") and r["manifest"].get("valid") or r["watermark"].get("detected")
+              for r in reports]
+    return 0 if all(marked) else 1
 
 
 def cmd_classify(args) -> None:
@@ -826,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "debug", False):  # kinema's warnings as one line each, without source lines
         warnings.showwarning = _warning_line
     try:
-        args.func(args)
+        code = args.func(args)
     except KinemaError as e:
         if getattr(args, "debug", False):
             raise
@@ -841,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"error: {message}\n")
         return EXIT_USAGE
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -195,14 +195,50 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
                "edit": lambda: [positional[0].resample(s["fps"])]}[mode]()  # as the mode fits its source
     domain = pipe.given_domain([v for v in sources if isinstance(v, Video)], video.height, video.width,
                                kwargs.get("fit", "crop"), warn=False)
+    video, marks = mark(pipe, request, video, s)
     video.save(outputs["video"])
+    extras = write_extras(video, outputs, caption(request))
+    marks.update(sign_outputs(pipe, request, outputs, model, marks, s["steps"], s["guidance"]))
     return {"out": str(outputs["video"]), "mode": mode, "frames": video.num_frames, "height": video.height,
             "width": video.width, "fps": video.fps, "video_seconds": round(video.duration, 3),
             "seed": kwargs.get("seed", 0), "steps": kwargs.get("steps") or pipe.defaults["steps"],
             "windows": seen["windows"] if mode == "extend" or kwargs.get("seconds") else 0,
-            **write_extras(video, outputs, caption(request)),
+            **extras, "provenance": marks,
             "seconds": round(time.perf_counter() - t0, 3), "peak_memory_mb": peak_memory_mb(pipe.device),
             **(domain or {}), **({"loras": [{"name": k, **v} for k, v in pipe.loras.items()]} if pipe.loras else {})}
+
+
+def mark(pipe, request: dict, video, s: dict):
+    """The video with kinema's invisible watermark (unless request["watermark"] is False), and
+    what was marked."""
+    if request.get("watermark", True) is False:
+        return video, {"watermark": None}
+    from .provenance import add_watermark, new_payload
+    made = {"prompt": request.get("prompt") or "", "mode": request.get("mode", "generate"),
+            "seed": request.get("seed", 0), "strength": request.get("strength"), "seconds": request.get("seconds"),
+            **{k: s.get(k) for k in ("frames", "height", "width", "fps", "steps", "guidance", "guidance_interval",
+                                     "sampler")}}
+    p = new_payload(pipe, made)
+    return add_watermark(video, p["payload"]), {"watermark": p}
+
+
+def sign_outputs(pipe, request: dict, outputs: dict, model, marks: dict, steps, guidance) -> dict:
+    """Signed C2PA manifests on the written files (unless request["manifest"] is False): the model,
+    mode, seed, steps, guidance, the watermark's payload, the prompt only with manifest_prompt,
+    and the given images and videos as ingredients."""
+    if request.get("manifest", True) is False:
+        return {"manifest": None}
+    from .provenance import model_id, sign
+    info = {"model": Path(str(model)).name if model else "default", "weights": model_id(pipe)[0],
+            "mode": request.get("mode", "generate"), "seed": request.get("seed", 0), "steps": steps,
+            "guidance": guidance,
+            **({"watermark_payload": marks["watermark"]["payload"]} if marks.get("watermark") else {}),
+            **({"prompt": request.get("prompt", "")} if request.get("manifest_prompt") else {})}
+    given = [v for k, v in (request.get("inputs") or {}).items() if k != "keyframes" and v]
+    given += list(((request.get("inputs") or {}).get("keyframes") or {}).values())
+    signed = sign([outputs.get(k) for k in ("video", "sheet", "thumbnail")], info, given,
+                  request.get("sign_cert"), request.get("sign_key"))
+    return {"manifest": signed}
 
 
 def batch_key(request: dict) -> str | None:
@@ -211,7 +247,7 @@ def batch_key(request: dict) -> str | None:
     if request.get("mode", "generate") != "generate" or request.get("inputs") or request.get("seconds") is not None:
         return None
     same = {k: request.get(k) for k in ("frames", "height", "width", "fps", "steps", "guidance", "guidance_interval",
-                                        "sampler", "fit", "loras")}
+                                        "sampler", "fit", "loras", "watermark", "manifest")}
     return json.dumps(same, sort_keys=True)
 
 
@@ -233,11 +269,13 @@ def run_batch(requests: list[dict], outputs: list[dict], *, pipe, model=None, ke
     seconds = round(time.perf_counter() - t0, 3)
     results = []
     for request, out, video in zip(requests, outputs, videos):
+        video, marks = mark(pipe, request, video, s)
         video.save(out["video"])
+        extras = write_extras(video, out, caption(request))
+        marks.update(sign_outputs(pipe, request, out, model, marks, s["steps"], s["guidance"]))
         results.append({"out": str(out["video"]), "mode": "generate", "frames": video.num_frames,
                         "height": video.height, "width": video.width, "fps": video.fps,
                         "video_seconds": round(video.duration, 3), "seed": int(request.get("seed") or 0),
                         "steps": s["steps"], "windows": 0, "seconds": seconds, "batch": len(requests),
-                        "peak_memory_mb": peak_memory_mb(pipe.device),
-                        **write_extras(video, out, caption(request))})
+                        "peak_memory_mb": peak_memory_mb(pipe.device), **extras, "provenance": marks})
     return results

@@ -8,6 +8,8 @@ from kinema.data.synthetic import SyntheticClips
 
 # the encoding cache of folder data (kinema.data.cache) in a folder of this session, not ~/.cache
 os.environ["KINEMA_CACHE"] = tempfile.mkdtemp(prefix="kinema-cache-")
+# kinema's local signing CA (C2PA manifests) in a folder of this session, not ~/.config
+os.environ["KINEMA_CONFIG"] = tempfile.mkdtemp(prefix="kinema-config-")
 
 
 @pytest.fixture(scope="session")

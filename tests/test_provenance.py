@@ -42,3 +42,21 @@ def test_the_watermark_reads_back_and_an_unmarked_clip_does_not(tmp_path):
     d = wm.detect(y)
     assert d["detected"] and d["payload"] == 0xC0FFEE12
     assert not wm.detect(x)["detected"]
+
+
+def test_kinema_detect_reads_both_marks_and_says_when_there_are_none(tmp_path, capsys):
+    import json
+
+    from kinema.cli import main
+    from kinema.provenance import add_watermark, sign
+    v = SyntheticClips("heldout", 0, 17, 64, 64, 8.0)[2].video
+    add_watermark(v, 0xBEEF0042).save(tmp_path / "marked.mp4")
+    assert sign([tmp_path / "marked.mp4"], {"model": "test", "mode": "generate", "seed": 3})
+    v.save(tmp_path / "plain.mp4")
+    assert main(["detect", str(tmp_path / "marked.mp4"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["files"][0]
+    assert r["manifest"]["trusted"] and r["manifest"]["generation"]["seed"] == 3
+    assert r["watermark"]["detected"] and r["watermark"]["model_id"] == 0x0042 and r["watermark"]["serial"] == 0xBEEF
+    assert main(["detect", str(tmp_path / "plain.mp4")]) == 1
+    assert "no manifest; no watermark" in capsys.readouterr().out
+    assert main(["detect", str(tmp_path / "missing.mp4")]) == 2

@@ -109,6 +109,8 @@ def test_a_job_from_request_to_files(server, tmp_path):
     assert done["status"] == "succeeded" and done["progress"] == 1.0
     assert done["started_at"] >= done["created_at"] and done["finished_at"] >= done["started_at"]
     assert set(done["outputs"]) == {"video", "sheet", "thumbnail"}
+    marks = done["result"]["provenance"]  # both marks, named by variant (no server paths)
+    assert marks["manifest"] == ["video", "sheet", "thumbnail"] and marks["watermark"]["payload"] > 0
     video = server.video(job["id"])
     assert (video.num_frames, video.height, video.width) == (5, 16, 16)
     for variant in ("sheet", "thumbnail"):
@@ -169,8 +171,8 @@ def test_waiting_jobs_of_one_shape_run_as_one_batch_each_from_its_seed(server):
     server.start()
     jobs = [server.wait(i) for i in ids + [other]]
     assert [j["result"]["batch"] for j in jobs[:3]] == [3, 3, 3] and jobs[3]["result"]["batch"] == 1
-    alone = server.worker.pipe.generate("a blue star", seed=2, progress=False, **SMALL)
-    assert _close(server.video(ids[1]), alone, server.data)
+    alone = _made(server, {"prompt": "a blue star", "seed": 2, **SMALL})
+    assert _close(server.video(ids[1]), alone)
 
 
 def test_a_dead_workers_job_runs_again_with_its_seed(server):
@@ -182,8 +184,8 @@ def test_a_dead_workers_job_runs_again_with_its_seed(server):
     server.start()  # the worker's recover() finds it and runs it
     done = server.wait(job["id"])
     assert done["status"] == "succeeded"
-    alone = server.worker.pipe.generate("a yellow star bounces", seed=7, progress=False, **SMALL)
-    assert _close(server.video(job["id"]), alone, server.data)
+    alone = _made(server, {"prompt": "a yellow star bounces", "seed": 7, **SMALL})
+    assert _close(server.video(job["id"]), alone)
     statuses = [e["data"].get("status") for e in store.events(job["id"]) if e["type"] == "status"]
     assert statuses == ["queued", "running", "queued", "running", "succeeded"]
 
@@ -229,11 +231,11 @@ def test_uploads_feed_image_to_video_and_edit(server, tmp_path):
     job = server.post(prompt="a red square", image=up["id"], **SMALL).json()
     server.start()
     assert server.wait(job["id"])["status"] == "succeeded"
-    still = Video.read(tmp_path / "still.png", height=16, width=16)
-    made = server.worker.pipe.generate("a red square", image=still, seed=job["seed"], progress=False, **SMALL)
-    assert _close(server.video(job["id"]), made, server.data)  # the uploaded still led the clip
-    plain = server.worker.pipe.generate("a red square", seed=job["seed"], progress=False, **SMALL)
-    assert not _close(server.video(job["id"]), plain, server.data)
+    made = _made(server, {"prompt": "a red square", "seed": job["seed"], "inputs": {"image": str(tmp_path / "still.png")},
+                          **SMALL})
+    assert _close(server.video(job["id"]), made)  # the uploaded still led the clip
+    plain = _made(server, {"prompt": "a red square", "seed": job["seed"], **SMALL})
+    assert not _close(server.video(job["id"]), plain)
     edit = server.post(mode="edit", prompt="a blue square", video=up["id"], height=16, width=16, steps=2).json()
     assert server.wait(edit["id"])["status"] == "succeeded"
 
@@ -357,11 +359,22 @@ def test_kill_9_of_the_server_loses_no_job(tmp_path, model):
         second.wait(30)
 
 
-def _close(served: Video, made: Video, folder) -> bool:
-    """The served mp4 is `made` written as mp4, up to rounding: a batch (and bf16) may round a
-    last bit differently, and the encoder may then choose other blocks: a mean, not a maximum."""
-    made.save(folder / "made.mp4")
-    return np.abs(served.frames.astype(float) - Video.read(folder / "made.mp4").frames).mean() <= 2.0
+def _made(server, request) -> Video:
+    """The same request through the job runner in this process (watermark included)."""
+    from kinema.jobs import run
+    out = server.data / f"made-{time.perf_counter_ns()}.mp4"
+    run({"mode": "generate", **request}, {"video": out}, pipe=server.worker.pipe, model=str(server.model))
+    return Video.read(out)
+
+
+def _close(served: Video, made: Video, folder=None) -> bool:
+    """The served mp4 is `made` (an mp4 read back; else written as one here), up to rounding: a
+    batch (and bf16) may round a last bit differently, and the encoder may then choose other
+    blocks: a mean, not a maximum."""
+    if folder is not None:
+        made.save(folder / "made.mp4")
+        made = Video.read(folder / "made.mp4")
+    return np.abs(served.frames.astype(float) - made.frames).mean() <= 2.0
 
 
 def _png(tmp_path):

@@ -1,4 +1,70 @@
 """Provenance marks on generated media: signed C2PA manifests (c2pa.py) and an invisible
-watermark (watermark.py). Groundwork for issue 22: both work and are tested on their own, but
-no output path calls them yet, and the watermark misses its robustness and PSNR targets
-(docs/PROVENANCE_WIP.md)."""
+watermark (watermark.py), put on every output of the job runner (kinema.jobs: the CLI's
+generating commands and the server) and read back by `kinema detect`. The watermark still
+misses its robustness and PSNR targets (docs/PROVENANCE_WIP.md); the Python API's
+`Pipeline.generate` returns unmarked frames."""
+
+from __future__ import annotations
+
+
+
+import hashlib
+import json
+import secrets
+from pathlib import Path
+
+MODEL_BITS = 16  # the payload: a model id (16 bits of its weights' hash) and a serial (16 random bits)
+
+
+def model_id(pipe) -> tuple[str, int]:
+    """(the transformer's weights hash, its 16-bit id), computed once per loaded transformer."""
+    from ..checkpoint import weights_digest
+    cached = getattr(pipe.transformer, "_kinema_digest", None)
+    if cached is None:
+        cached = weights_digest(pipe.transformer.state_dict())
+        pipe.transformer._kinema_digest = cached
+    return cached, int(cached, 16) & (2 ** MODEL_BITS - 1)
+
+
+def new_payload(pipe, made: dict | None = None) -> dict:
+    """The watermark payload of an output: the model's id and a serial, drawn from what made it
+    (`made`: prompt, mode, seed and the call's resolved settings; the same request makes the same
+    file, marks included), or at random without it."""
+    digest, ident = model_id(pipe)
+    if made is None:
+        serial = secrets.randbelow(2 ** (32 - MODEL_BITS))
+    else:
+        text = json.dumps(made, sort_keys=True, default=str)
+        serial = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2 ** (32 - MODEL_BITS)
+    return {"weights": digest, "model_id": ident, "serial": serial, "payload": (serial << MODEL_BITS) | ident}
+
+
+def add_watermark(video, payload: int):
+    """The video with `payload` in its pixels (kinema.provenance.watermark)."""
+    from ..video import Video
+    from .watermark import embed
+    return Video(embed(video.frames, payload), video.fps)
+
+
+def sign(paths, info: dict, ingredients=(), cert=None, key=None) -> list[str]:
+    """Signed manifests on every file of `paths` a C2PA manifest can hold; returns those signed."""
+    from .c2pa import sign as sign_one
+    return [str(p) for p in paths if p is not None and Path(p).is_file() and not Path(p).is_dir()
+            and sign_one(p, info, [i for i in ingredients if i and Path(i).is_file()], cert, key)]
+
+
+def detect_file(path, trust=None) -> dict:
+    """What `kinema detect` reports for one file: the manifest and the watermark."""
+    from ..video import Video, probe
+    from .c2pa import read
+    from .watermark import detect
+    h, w = probe(path)  # (a missing or unreadable file: a VideoReadError, before anything else)
+    manifest = read(path, trust)
+    scale = min(1.0, 256 / max(h, w))  # read small: the mark lives in cells that scale with the frame
+    size = (max(16, round(h * scale / 2) * 2), max(16, round(w * scale / 2) * 2))
+    frames = Video.read(path, height=size[0], width=size[1], fit="stretch", max_frames=512).frames
+    mark = detect(frames)
+    if mark.get("detected"):
+        mark["model_id"] = mark["payload"] & (2 ** MODEL_BITS - 1)
+        mark["serial"] = mark["payload"] >> MODEL_BITS
+    return {"file": str(path), "manifest": manifest, "watermark": mark}

@@ -171,7 +171,13 @@ class Worker:
                 agreement = self.reader.agreement(Video.read(folder / OUTPUT_FILES["video"]), request.get("prompt", ""))
             except Exception:
                 log.exception("reading job %s's output", job)
-            public = {k: v for k, v in result.items() if k not in ("out", "sheet", "thumbnail")}
+            public = {k: v for k, v in result.items() if k not in ("out", "sheet", "thumbnail", "provenance")}
+            marks = result.get("provenance") or {}
+            public["provenance"] = {  # file names, not the server's paths
+                "watermark": {k: marks["watermark"][k] for k in ("model_id", "serial", "payload")}
+                if marks.get("watermark") else None,
+                "manifest": [k for k, v in OUTPUT_FILES.items() if any(str(p).endswith("/" + v)
+                                                                        for p in marks.get("manifest") or [])]}
             public["sampling_steps"] = steps["n"]
             if not self.store.finish(job, self.id, "succeeded", outputs=dict(OUTPUT_FILES), result=public,
                                      agreement=agreement):

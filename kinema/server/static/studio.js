@@ -129,6 +129,9 @@ function describe(job) {
   if (r.steps) parts.push(`${r.steps} steps`);
   if (r.guidance !== undefined) parts.push(`guidance ${r.guidance}`);
   parts.push(`seed ${job.seed}`);
+  const marks = job.result && job.result.provenance;
+  if (marks) parts.push([marks.watermark ? `watermark #${marks.watermark.serial}` : "", marks.manifest && marks.manifest.length
+    ? "signed (C2PA)" : ""].filter(Boolean).join(", ") || "unmarked");
   return parts.join(" · ");
 }
 
