@@ -177,6 +177,9 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
     loras = [(p, float(sc)) for p, sc in request.get("loras") or []]
     for path, _ in loras:  # readable adapters, before the inputs are read and the model loaded
         read_adapter(path)
+    if request.get("manifest", True) is not False:  # the signing files, before anything is made
+        from .provenance.c2pa import signing_files
+        signing_files(request.get("sign_cert"), request.get("sign_key"))
     positional, given = read_inputs(request, s)
     pipe = pipe if pipe is not None else load(model)
     if compile:
