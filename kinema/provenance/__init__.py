@@ -1,7 +1,7 @@
 """Provenance marks on generated media: signed C2PA manifests (c2pa.py) and an invisible
 watermark (watermark.py), put on every output of the job runner (kinema.jobs: the CLI's
 generating commands and the server) and read back by `kinema detect`. The watermark still
-misses its robustness and PSNR targets (docs/PROVENANCE_WIP.md); the Python API's
+misses its robustness and PSNR targets (docs/PROVENANCE.md); the Python API's
 `Pipeline.generate` returns unmarked frames."""
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def embed(frames: np.ndarray, payload: int, margin: float = MARGIN) -> np.ndarra
     return out.clamp(0, 255).round().to(torch.uint8).numpy()
 
 
-SPREAD = "bicubic"  # smooth: no block edges to see (docs/PROVENANCE_WIP.md compares)
+SPREAD = "bicubic"  # smooth: no block edges to see (docs/PROVENANCE.md compares)
 
 
 def _spread(change: torch.Tensor, H: int, W: int) -> torch.Tensor:
