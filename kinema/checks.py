@@ -19,6 +19,15 @@ from .limits import (MAX_CALL_PIXELS, MAX_CLIP_TOKENS, MAX_GUIDANCE, MAX_LONG_PI
                      MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_SECONDS, MAX_SEED, MAX_STEPS, SPATIAL, TEMPORAL)
 from .video import MAX_SIDE, Video, check_fps, check_frames, check_output
 
+MODES = ("generate", "extend", "interpolate", "edit")  # a Pipeline's generating methods
+
+
+def check_mode(mode) -> str:
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return mode
+
+
 DEFAULTS = {"frames": 17, "height": 64, "width": 64, "fps": 8.0, "steps": 16, "guidance": 4.0,
             "guidance_interval": [0.0, 1.0]}  # what a model folder's index does not say
 DEVICES = "cpu, cuda or cuda:N"

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .checks import check_mode
 from .errors import InputError
 from .runtime import peak_memory_mb
 
-MODES = ("generate", "extend", "interpolate", "edit")
 SAMPLING = ("steps", "guidance", "guidance_interval", "sampler", "seed")
 SETTINGS = {  # what each mode takes besides the prompt, its inputs and SAMPLING
     "generate": ("frames", "height", "width", "fps", "seconds", "fit"),
@@ -41,12 +41,6 @@ INPUTS = {"generate": ("image", "last_image", "keyframes"), "extend": ("video",)
 REQUIRED = {"generate": (), "extend": ("video",), "interpolate": ("first", "last"), "edit": ("video",)}
 SOURCE = {"generate": "image", "extend": "video", "interpolate": "first", "edit": "video"}  # sets the aspect
 THUMBNAIL_SIDE = 160
-
-
-def check_mode(mode) -> str:
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return mode
 
 
 def call_kwargs(request: dict) -> dict:

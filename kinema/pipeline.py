@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import load_component, read_index
-from .checks import (DEFAULTS, _check_video, _derive, check_budget, check_context, check_device, check_long,
+from .checks import (DEFAULTS, _check_video, _derive, check_budget, check_context, check_device, check_long, check_mode,
                      check_prompt, check_prompts, check_seconds, check_seed, check_seeds, check_shift,
                      check_strength, given_frames, settings, source_size)
 from .diffusion import masks
@@ -624,15 +624,11 @@ def trained_sizes(index: dict) -> list[tuple[int, int]]:
     return sizes
 
 
-MODES = ("generate", "extend", "interpolate", "edit")
-
-
 def preflight(model, mode: str, *, seconds=None, **kwargs) -> dict:
     """The checks of a `mode` call that need no weights, made from the model folder's JSON alone,
     so a bad request fails in a moment instead of after loading (seconds); returns the call's
     settings (size, fps, ...: what its inputs will be fitted to). The mode checks everything again."""
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_mode(mode)
     defaults, patch = model_spec(model)
     for name, check in (("seed", check_seed), ("fit", check_fit), ("strength", check_strength),
                         ("shift", check_shift)):

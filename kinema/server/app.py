@@ -177,20 +177,22 @@ def create_app(settings: Settings) -> FastAPI:
         owner = caller(request)
         req = body.model_dump(exclude_none=True)
         _caps(req, limits)
-        inputs = {}
+        inputs, paths = {}, {}  # by upload id (stored), and as files (checked now)
         for name in ("image", "last_image", "video", "first", "last", "mask"):
             if name in req:
-                inputs[name] = _own_upload(store, req.pop(name), owner, name)
+                row = _own_upload(store, req.pop(name), owner, name)
+                inputs[name], paths[name] = row["id"], str(data / "uploads" / row["file"])
         if "keyframes" in req:
-            inputs["keyframes"] = {int(i): _own_upload(store, u, owner, f"keyframes.{i}")
-                                   for i, u in req.pop("keyframes").items()}
+            rows = {int(i): _own_upload(store, u, owner, f"keyframes.{i}") for i, u in req.pop("keyframes").items()}
+            inputs["keyframes"] = {i: r["id"] for i, r in rows.items()}
+            paths["keyframes"] = {i: str(data / "uploads" / r["file"]) for i, r in rows.items()}
         for lora in req.get("loras", []):
             if settings.adapters is None or lora["name"] not in _adapters(settings.adapters):
                 raise ApiError(400, "input.loras", f"no adapter named {lora['name']!r} on this server "
                                                    f"(GET /v1/adapters lists them)")
         seed = req.pop("seed", None)
         seed = secrets.randbelow(SEED_RANGE) if seed is None else seed
-        check = {**req, "inputs": {k: _upload_path(store, data, v) for k, v in inputs.items()}, "seed": seed}
+        check = {**req, "inputs": paths, "seed": seed}
         try:  # the whole request checked against the model now, not after it waited in the queue
             plan({**check, "loras": []}, settings.model)
         except KinemaError as e:
@@ -355,17 +357,12 @@ def _caps(req: dict, limits: Limits) -> None:
             raise ApiError(400, f"input.{name}", f"{name}={req[name]} is over this server's cap of {cap}")
 
 
-def _own_upload(store: Store, upload_id, owner: str, name: str) -> str:
+def _own_upload(store: Store, upload_id, owner: str, name: str) -> dict:
+    """The caller's upload `upload_id` (its row), or a 400 naming the field."""
     row = store.upload(upload_id) if isinstance(upload_id, str) and ID.match(upload_id) else None
     if row is None or row["owner"] != owner:
         raise ApiError(400, f"input.{name}", f"{name}: no upload {str(upload_id)[:64]!r} (POST /v1/uploads first)")
-    return upload_id
-
-
-def _upload_path(store: Store, data: Path, ref):
-    if isinstance(ref, dict):
-        return {i: _upload_path(store, data, u) for i, u in ref.items()}
-    return str(data / "uploads" / store.upload(ref)["file"])
+    return row
 
 
 def _adapters(folder: Path | None) -> list[str]:
