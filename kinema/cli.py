@@ -720,8 +720,9 @@ def cmd_detect(args) -> int:
             man = f"manifest {how}, signed by {m.get('signer')}, {made}"
         else:
             man = "no manifest" + ("" if m.get("supported", True) else " (format cannot hold one)")
-        wat = (f"watermark detected (p = {w['p_value']:.1e}; model id {w['model_id']}, serial {w['serial']})"
-               if w.get("detected") else "no watermark")
+        payload = (f"model id {w['model_id']}, serial {w['serial']}" if w.get("payload") is not None
+                   else "payload unreadable: failed its CRC")
+        wat = f"watermark detected (p = {w['p_value']:.1e}; {payload})" if w.get("detected") else "no watermark"
         lines.append(f"{f}: {man}; {wat}")
     _emit(args, {"files": reports}, lines)
     marked = [r["manifest"].get("present") and r["manifest"].get("valid") or r["watermark"].get("detected")

@@ -185,14 +185,15 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
         seen["windows"] = info["windows"]
         if on_step is not None:
             on_step(info)
-    video = getattr(pipe, mode)(*positional, progress=progress, on_step=step, **given, **kwargs)
+    marks = payload(pipe, request, s)
+    video = getattr(pipe, mode)(*positional, progress=progress, on_step=step, **given, **kwargs,
+                                watermark=marks["watermark"]["payload"] if marks["watermark"] else False)
     sources = {"generate": lambda: [given.get("image"), given.get("last_image"),
                                     *(given.get("keyframes") or {}).values()],
                "interpolate": lambda: list(positional[:2]), "extend": lambda: [positional[0].resample(s["fps"])],
                "edit": lambda: [positional[0].resample(s["fps"])]}[mode]()  # as the mode fits its source
     domain = pipe.given_domain([v for v in sources if isinstance(v, Video)], video.height, video.width,
                                kwargs.get("fit", "crop"), warn=False)
-    video, marks = mark(pipe, request, video, s)
     video.save(outputs["video"])
     extras = write_extras(video, outputs, caption(request))
     marks.update(sign_outputs(pipe, request, outputs, model, marks, s["steps"], s["guidance"]))
@@ -205,18 +206,18 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
             **(domain or {}), **({"loras": [{"name": k, **v} for k, v in pipe.loras.items()]} if pipe.loras else {})}
 
 
-def mark(pipe, request: dict, video, s: dict):
-    """The video with kinema's invisible watermark (unless request["watermark"] is False), and
-    what was marked."""
-    if request.get("watermark", True) is False:
-        return video, {"watermark": None}
-    from .provenance import add_watermark, new_payload
+def payload(pipe, request: dict, s: dict) -> dict:
+    """{"watermark": the payload kinema's invisible watermark carries in this request's output
+    (drawn from the request: the same request, the same file), or None with request["watermark"]
+    False}."""
+    if request.get("watermark", True) is False or (request.get("mode") == "edit" and request.get("strength") == 0):
+        return {"watermark": None}  # (an edit of strength 0 returns its source: nothing made, nothing marked)
+    from .provenance import new_payload
     made = {"prompt": request.get("prompt") or "", "mode": request.get("mode", "generate"),
             "seed": request.get("seed", 0), "strength": request.get("strength"), "seconds": request.get("seconds"),
             **{k: s.get(k) for k in ("frames", "height", "width", "fps", "steps", "guidance", "guidance_interval",
                                      "sampler")}}
-    p = new_payload(pipe, made)
-    return add_watermark(video, p["payload"]), {"watermark": p}
+    return {"watermark": new_payload(pipe, made)}
 
 
 def sign_outputs(pipe, request: dict, outputs: dict, model, marks: dict, steps, guidance) -> dict:
@@ -261,12 +262,13 @@ def run_batch(requests: list[dict], outputs: list[dict], *, pipe, model=None, ke
         check_outputs(out, "generate", s, long=False)
     use_loras(pipe, [(p, float(sc)) for p, sc in requests[0].get("loras") or []], keep_loras)
     kwargs.pop("seed", None)
+    each = [payload(pipe, r, s) for r in requests]
     videos = pipe.generate([r.get("prompt") or "" for r in requests], seed=[int(r.get("seed") or 0) for r in requests],
-                           progress=False, on_step=on_step, **kwargs)
+                           progress=False, on_step=on_step, **kwargs,
+                           watermark=[m["watermark"]["payload"] if m["watermark"] else None for m in each])
     seconds = round(time.perf_counter() - t0, 3)
     results = []
-    for request, out, video in zip(requests, outputs, videos):
-        video, marks = mark(pipe, request, video, s)
+    for request, out, video, marks in zip(requests, outputs, videos, each):
         video.save(out["video"])
         extras = write_extras(video, out, caption(request))
         marks.update(sign_outputs(pipe, request, out, model, marks, s["steps"], s["guidance"]))

@@ -33,6 +33,7 @@ from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import PATCHES, TransformerConfig, VideoTransformer
+from .provenance import watermark_videos
 from .limits import MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 from .runtime import autocast, compile_for_inference, default_device
 from .video import Video, check_fit
@@ -343,7 +344,7 @@ class Pipeline:
                  shift: float | None = None, image: Video | None = None, last_image: Video | None = None,
                  keyframes: dict[int, Video] | None = None, fit: str = "crop", seconds: float | None = None,
                  guidance_interval: tuple[float, float] | None = None, progress: bool = True,
-                 on_step: Callable[[dict], None] | None = None):
+                 on_step: Callable[[dict], None] | None = None, watermark: bool | int | list[int] = True):
         """One Video per prompt (a single Video for a single prompt). `guidance` 1 disables
         classifier-free guidance, which applies at times t in `guidance_interval` (LO, HI) only
         (default: the model's); `shift` defaults to one that grows with the token count. `seed`
@@ -360,8 +361,25 @@ class Pipeline:
 
         `on_step(info)` is called after every sampling step with {"step", "steps", "window",
         "windows"} (window counts from 0; one clip is window 0 of 1): for progress, and to cancel
-        by raising (`kinema.errors.Cancelled`). Every mode takes it."""
+        by raising (`kinema.errors.Cancelled`). Every mode takes it.
+
+        `watermark` (every mode): kinema's invisible watermark on the frames (kinema.provenance):
+        True (the default) marks each clip with this model's id and a serial drawn from the call
+        (the same call makes the same frames), an int (or one per prompt) is the 32-bit payload,
+        False leaves the frames unmarked (research: evaluation, benchmarks)."""
         prompts = check_prompts(prompt)
+        if watermark is not False:  # marked once, here, over whatever the unmarked call makes
+            made = {"mode": "generate", "prompt": prompt, "seed": seed, "frames": frames, "height": height,
+                    "width": width, "fps": fps, "steps": steps, "guidance": guidance, "sampler": sampler,
+                    "seconds": seconds, "image": image is not None, "last_image": last_image is not None,
+                    "keyframes": sorted(keyframes or {}), "fit": fit, "shift": shift,
+                    "guidance_interval": guidance_interval}
+            videos = self.generate(prompt, frames=frames, height=height, width=width, fps=fps, steps=steps,
+                                   guidance=guidance, seed=seed, sampler=sampler, shift=shift, image=image,
+                                   last_image=last_image, keyframes=keyframes, fit=fit, seconds=seconds,
+                                   guidance_interval=guidance_interval, progress=progress, on_step=on_step,
+                                   watermark=False)
+            return watermark_videos(self, videos, watermark, made)
         if isinstance(image, Video):  # sized like the image when not told (the trained size nearest its aspect)
             height, width = source_size(self.defaults, (image.height, image.width), height, width)
         if seconds is not None:
@@ -396,14 +414,14 @@ class Pipeline:
         windows = 1 + (-(-todo // (s["frames"] - 1 - TEMPORAL)) if todo > 0 else 0)
         first = self.generate(schedule_at(prompt_schedule(prompt), 0.0), frames=s["frames"], height=s["height"],
                               width=s["width"], fps=s["fps"], seed=seed, image=image, last_image=last_image,
-                              keyframes=keyframes, fit=fit, progress=False,
+                              keyframes=keyframes, fit=fit, progress=False, watermark=False,
                               on_step=_window_steps(on_step, 0, windows, whole=True), **common)
         rest = seconds - first.duration
         if rest <= 0:
             return Video(first.frames[: max(1, round(seconds * s["fps"]))], s["fps"])
         return self.extend(first, prompt, rest, frames=s["frames"], height=s["height"], width=s["width"],
                            fps=s["fps"], seed=_derive(seed, 1), clock=first.duration, progress=progress,
-                           on_step=_window_steps(on_step, 1, windows, whole=True), **common)
+                           on_step=_window_steps(on_step, 1, windows, whole=True), watermark=False, **common)
 
     # -- long videos, window by window
     @torch.no_grad()
@@ -412,7 +430,7 @@ class Pipeline:
                steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
                shift: float | None = None, fit: str = "crop", clock: float = 0.0,
                guidance_interval: tuple[float, float] | None = None, progress: bool = True,
-               on_step: Callable[[dict], None] | None = None) -> Video:
+               on_step: Callable[[dict], None] | None = None, watermark: bool | int = True) -> Video:
         """The video (fitted to the call's size and fps; by default the model's fps and its trained size
         nearest the video's aspect) followed by `seconds` more, generated
         window by window: each window of `frames` frames is conditioned on the last
@@ -452,7 +470,9 @@ class Pipeline:
             chunks.append(new)
             ctx = np.concatenate([ctx, new])[-keep:]
             made += len(new)
-        return Video(np.concatenate(chunks), s["fps"])
+        made = {"mode": "extend", "prompt": prompt, "seconds": seconds, "seed": seed, **s,
+                "source": int(out.astype(np.int64).sum())}
+        return watermark_videos(self, Video(np.concatenate(chunks), s["fps"]), watermark, made)
 
     @torch.no_grad()
     def interpolate(self, first: Video, last: Video, prompt: str = "", *, frames: int | None = None,
@@ -471,7 +491,8 @@ class Pipeline:
              height: int | None = None, width: int | None = None, fps: float | None = None,
              steps: int | None = None, guidance: float | None = None, seed: int = 0, sampler: str = "heun",
              shift: float | None = None, fit: str = "crop", guidance_interval: tuple[float, float] | None = None,
-             progress: bool = True, on_step: Callable[[dict], None] | None = None) -> Video:
+             progress: bool = True, on_step: Callable[[dict], None] | None = None,
+             watermark: bool | int = True) -> Video:
         """Video-to-video with a new prompt. The source (fitted to `height` x `width` at `fps`; by
         default the model's fps and its trained size nearest the source's aspect; its first
         4k+1 frames, at most MAX_EDIT_FRAMES) is encoded, noised to `strength` and denoised
@@ -493,8 +514,10 @@ class Pipeline:
         src = video.resample(s["fps"]).resize(s["height"], s["width"], fit)
         n = min(MAX_EDIT_FRAMES, 1 + (src.num_frames - 1) // TEMPORAL * TEMPORAL)
         src = Video(src.frames[:n], s["fps"])
-        if strength == 0.0:
+        if strength == 0.0:  # nothing made: the source as it is, unmarked
             return src
+        made = {"mode": "edit", "prompt": prompt, "strength": strength, "seed": seed, **s,
+                "source": int(src.frames.astype(np.int64).sum())}
         z0 = self.encode(src, s["height"], s["width"])
         self._domain_of([z0])
         given = clean = pixels = None
@@ -506,7 +529,8 @@ class Pipeline:
         z = self._denoise([prompt], x, s, shift=shift, given=given, clean=clean, start=strength, progress=progress,
                           on_step=_window_steps(on_step, 0, 1))
         out = self._decode(z, s["fps"])[0]
-        return out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
+        out = out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
+        return watermark_videos(self, out, watermark, made)
 
 
 def _window_steps(on_step, window: int, windows: int, whole: bool = False):

@@ -404,7 +404,8 @@ class TransformerTask(Task):
         frames, height, width = self._sample_shape()
         pipe = Pipeline(self.ae, model, self.text, defaults=self.index()["defaults"])
         videos = pipe.generate(prompts, frames=frames, height=height, width=width,
-                               steps=cfg.sample_steps, guidance=cfg.sample_guidance, seed=0, progress=False)
+                               steps=cfg.sample_steps, guidance=cfg.sample_guidance, seed=0, progress=False,
+                               watermark=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         Video(contact_sheet(videos, prompts)).save(path)
 

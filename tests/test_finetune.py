@@ -20,7 +20,7 @@ from kinema.models import lora
 from kinema.pipeline import load
 from kinema.train import train
 
-TINY = dict(frames=5, height=16, width=16, steps=2, progress=False)
+TINY = dict(frames=5, height=16, width=16, steps=2, progress=False, watermark=False)  # the model itself
 
 
 @pytest.fixture(scope="module")

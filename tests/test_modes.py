@@ -114,7 +114,7 @@ def _spy(pipe, monkeypatch):
 def test_image_to_video_keeps_the_image_and_its_latent(pipe, clip, monkeypatch):
     seen = _spy(pipe, monkeypatch)
     image = Video(clip.frames[6:7])
-    out = pipe.generate("a red circle", image=image, frames=9, steps=3, progress=False)
+    out = pipe.generate("a red circle", image=image, frames=9, steps=3, progress=False, watermark=False)
     z, given, clean = seen["z"][-1]
     keep = masks.to_latent(clean, pipe.transformer.config.patch)[:, None].expand_as(z)
     assert clean[:, 0].all() and not clean[:, 1:].any()
@@ -128,14 +128,14 @@ def test_image_to_video_keeps_the_image_and_its_latent(pipe, clip, monkeypatch):
 def test_keyframes_and_interpolation_fix_their_latent_frames(pipe, clip, monkeypatch):
     seen = _spy(pipe, monkeypatch)
     a, b = Video(clip.frames[:1]), Video(clip.frames[12:13])
-    out = pipe.generate("", keyframes={0: a, 5: b}, frames=9, steps=2, progress=False)
+    out = pipe.generate("", keyframes={0: a, 5: b}, frames=9, steps=2, progress=False, watermark=False)
     z, given, clean = seen["z"][-1]
     assert clean.all((2, 3)).tolist() == [[True, False, True]]  # frame 5 lives in latent frame 2 (frames 5-8)
     assert torch.equal(z[:, :, [0, 2]], given[:, :, [0, 2]])
     with torch.no_grad():
         rt = pipe._decode(pipe.encode(b, 16, 16), 8.0)[0].frames[0]
     assert np.array_equal(out.frames[5], rt)  # the given frame is shown as the autoencoder's round trip of b
-    out = pipe.interpolate(Video(clip.frames[:3]), Video(clip.frames[12:]), frames=9, steps=2, progress=False)
+    out = pipe.interpolate(Video(clip.frames[:3]), Video(clip.frames[12:]), frames=9, steps=2, progress=False, watermark=False)
     z, given, clean = seen["z"][-1]
     assert out.num_frames == 9 and clean.all((2, 3)).tolist() == [[True, False, True]]
     assert torch.equal(z[:, :, [0, -1]], given[:, :, [0, -1]])
@@ -147,7 +147,7 @@ def test_masked_edit_keeps_every_untouched_latent_and_strength_zero_is_the_sourc
     seen = _spy(pipe, monkeypatch)
     mask = np.zeros((16, 16, 3), np.uint8)
     mask[:8, :8] = 255  # top-left quarter: regenerate
-    out = pipe.edit(clip, "a blue star", mask=Video(mask), steps=3, progress=False)
+    out = pipe.edit(clip, "a blue star", mask=Video(mask), steps=3, progress=False, watermark=False)
     assert np.array_equal(out.frames[:, 8:], clip.frames[:, 8:]) and np.array_equal(out.frames[:, :, 8:], clip.frames[:, :, 8:])
     assert not np.array_equal(out.frames[:, :8, :8], clip.frames[:, :8, :8])  # outside the mask: the source's pixels
     z, given, clean = seen["z"][-1]
@@ -176,7 +176,7 @@ def test_long_extension_runs_one_window_at_a_time(pipe, clip, monkeypatch):
     seen = _spy(pipe, monkeypatch)
     src = Video(clip.frames[:9])
     steps = []
-    out = pipe.extend(src, "0s: a red circle; 1s: a blue square", 4.0, frames=9, steps=2, progress=False,
+    out = pipe.extend(src, "0s: a red circle; 1s: a blue square", 4.0, frames=9, steps=2, progress=False, watermark=False,
                       on_step=steps.append)
     assert out.num_frames == 9 + 32 and np.array_equal(out.frames[:9], src.frames)
     assert [(i["window"], i["step"]) for i in steps] == [(w, s) for w in range(8) for s in (1, 2)]
@@ -185,7 +185,7 @@ def test_long_extension_runs_one_window_at_a_time(pipe, clip, monkeypatch):
     for z, given, clean in seen["z"]:  # each window is conditioned on 2 latent frames of context, kept exactly
         assert clean.all((2, 3)).tolist() == [[True, True, False]] and torch.equal(z[:, :, :2], given[:, :, :2])
     steps.clear()
-    long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False, on_step=steps.append)
+    long = pipe.generate("a red circle", seconds=3.0, frames=9, steps=2, progress=False, watermark=False, on_step=steps.append)
     assert long.num_frames == 24  # a first window of 9 frames, then 4 windows of 4 new frames (the last cut to 3)
     assert [(i["window"], i["windows"]) for i in steps[::2]] == [(w, 5) for w in range(5)]
     with pytest.raises(InputError, match="seconds must be a finite number in"):
@@ -237,7 +237,7 @@ def test_cli_modes(tmp_path, capsys, run, clip):
 def test_guidance_interval_guides_only_inside_it(pipe):
     """Guidance applies at times in the interval only: one that holds none of the sampler's times
     gives exactly the unguided video; the model's default interval is used when none is given."""
-    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False, watermark=False)
     unguided = pipe.generate("a red ball", guidance=1.0, **kw).frames
     guided = pipe.generate("a red ball", guidance=6.0, **kw).frames
     assert not np.array_equal(guided, unguided)
@@ -259,7 +259,7 @@ def test_a_compiled_pipeline_makes_the_eager_video(run, clip):
     """Pipeline.compile(): transformer and decoder compiled with frozen weights give the eager
     pipeline's video (within bf16 rounding), and encode (left eager) still works."""
     eager, compiled = load(run), load(run).compile()
-    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False)
+    kw = dict(frames=5, height=16, width=16, steps=3, seed=1, progress=False, watermark=False)
     a, b = eager.generate("a red circle moves left", **kw), compiled.generate("a red circle moves left", **kw)
     other = eager.generate("a red circle moves left", **{**kw, "seed": 2})
     diff = np.abs(a.frames.astype(int) - b.frames.astype(int)).mean()

@@ -1,8 +1,8 @@
 """Provenance marks on generated media: signed C2PA manifests (c2pa.py) and an invisible
-watermark (watermark.py), put on every output of the job runner (kinema.jobs: the CLI's
-generating commands and the server) and read back by `kinema detect`. The watermark still
-misses its robustness and PSNR targets (docs/PROVENANCE.md); the Python API's
-`Pipeline.generate` returns unmarked frames."""
+watermark (watermark.py). Every mode of the Pipeline marks its frames (`watermark=True` by
+default); the job runner (kinema.jobs: the CLI's generating commands and the server) chooses
+each output's payload and signs the files; `kinema detect` reads both back. The watermark still
+misses some of its robustness and PSNR targets (docs/PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,33 @@ def add_watermark(video, payload: int):
     return Video(embed(video.frames, payload), video.fps)
 
 
+def watermark_videos(pipe, videos, watermark, made: dict):
+    """`videos` (a Video or a list of them) marked as `watermark` says: True, each with this
+    model's id and a serial drawn from `made` (what the call was: the same call, the same marks)
+    and its place in the list; an int, that 32-bit payload; a list, one payload per video (None:
+    that one unmarked)."""
+    from ..errors import InputError
+    from ..video import Video
+    if watermark is False:
+        return videos
+    many = not isinstance(videos, Video)
+    clips = list(videos) if many else [videos]
+    if watermark is True:
+        payloads = [new_payload(pipe, {**made, "clip": i})["payload"] for i in range(len(clips))]
+    elif isinstance(watermark, int) and not isinstance(watermark, bool):
+        payloads = [watermark] * len(clips)
+    elif isinstance(watermark, (list, tuple)) and len(watermark) == len(clips):
+        payloads = list(watermark)
+    else:
+        raise InputError(f"watermark is True, False, a 32-bit payload or one per clip ({len(clips)}), "
+                         f"got {watermark!r}")
+    for p in payloads:
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < 2 ** 32):
+            raise InputError(f"a watermark payload is an int in [0, 2^32), got {p!r}")
+    marked = [v if p is None else add_watermark(v, p) for v, p in zip(clips, payloads)]
+    return marked if many else marked[0]
+
+
 def sign(paths, info: dict, ingredients=(), cert=None, key=None) -> list[str]:
     """Signed manifests on every file of `paths` a C2PA manifest can hold; returns those signed."""
     from .c2pa import sign as sign_one
@@ -64,7 +91,7 @@ def detect_file(path, trust=None) -> dict:
     size = (max(16, round(h * scale / 2) * 2), max(16, round(w * scale / 2) * 2))
     frames = Video.read(path, height=size[0], width=size[1], fit="stretch", max_frames=512).frames
     mark = detect(frames)
-    if mark.get("detected"):
+    if mark.get("payload") is not None:
         mark["model_id"] = mark["payload"] & (2 ** MODEL_BITS - 1)
         mark["serial"] = mark["payload"] >> MODEL_BITS
     return {"file": str(path), "manifest": manifest, "watermark": mark}

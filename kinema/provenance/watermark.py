@@ -5,9 +5,8 @@ The mark lives in what survives those: the mean brightness of a GRID x GRID grid
 over the frame (cells scale with the frame, so resizing keeps them), after a local high-pass
 over neighbouring cells (which removes most of the picture's own large shapes). A keyed
 orthonormal set of BITS directions in that GRID^2-dimensional space carries the bits: SYNC known
-bits (how a mark is recognised) and the payload, 32 bits (the model's id and a serial) written
-twice (a repetition code: the two copies' correlations are summed before deciding). A bit is the
-sign of the frame's projection on its direction.
+bits (how a mark is recognised), the payload, 32 bits (the model's id and a serial), and its
+CRC-16 (CCITT). A bit is the sign of the frame's projection on its direction.
 
 Embedding is informed (it knows the frame): each frame's projections are pushed, by the least
 change, to the right sign with a margin MARGIN, so the picture itself never reads as a wrong bit
@@ -16,14 +15,19 @@ or repeated frames) keeps the signs. The change is spread smoothly over each cel
 the three channels alike (brightness only, no colour).
 
 Detection averages the frames, then tries the crops and rescalings a re-upload may have made
-(HYPOTHESES: the grid's scale and offset), and reports a mark when the SYNC bits agree with at
-most SYNC_ERRORS errors. For a video without the mark the bits are fair coins, so the chance of
-a false detection is the binomial tail over every hypothesis tried (`false_positive_rate`),
-below 1e-6 by construction.
+(HYPOTHESES: the grid's scale and offset). The payload decodes when its hard bits, or (Chase
+decoding, the error correction) the same with some of the CHASE least reliable bits flipped, pass
+the CRC. A mark is reported when the SYNC bits agree with at most SYNC_ERRORS errors (the payload
+then given if it decodes, else only a guess), or with at most CHECKED_ERRORS errors and a payload
+that decodes. For a video without the mark the bits are fair coins, so the chance of a false
+detection is the binomial tails of those two tests (the second times the CRC's chance of passing
+one of the 2^CHASE candidates), over every hypothesis tried (`false_positive_rate`): below 1e-6 by
+construction. A payload that failed its CRC is never reported as the payload.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import math
 from functools import lru_cache
@@ -33,12 +37,14 @@ import torch
 import torch.nn.functional as F
 
 GRID = 16  # cells a side
-SYNC = 36  # known bits: a mark is recognised by them
+SYNC = 34  # known bits: a mark is recognised by them
 PAYLOAD = 32  # model id (16 bits) + serial (16 bits)
-COPIES = 1  # the payload is written this many times (repetition code)
-BITS = SYNC + PAYLOAD * COPIES
+CHECK = 16  # CRC-16/CCITT of the payload's 4 bytes (binascii.crc_hqx)
+CHASE = 6  # the least reliable payload + check bits whose 2^CHASE flips are tried against the CRC
+BITS = SYNC + PAYLOAD + CHECK
 MARGIN = 3.0  # each projection's distance past zero, in luma levels x cells (unit-norm directions)
 SYNC_ERRORS = 1  # sync bits that may be wrong in a detection
+CHECKED_ERRORS = 3  # ... in a detection whose payload passed its CRC
 WINDOW = 8  # frames: every run of this many consecutive frames (and the whole clip) carries the mark
 KEY = b"kinema-watermark-v1"
 SCALES = (1.0, 0.95, 0.9, 0.85)  # the visible part of the grid after a crop (1: none)
@@ -76,11 +82,38 @@ def sync_bits() -> np.ndarray:
     return _rng("sync").integers(0, 2, SYNC)
 
 
+def _crc(payload: int) -> int:
+    return binascii.crc_hqx(int(payload).to_bytes(4, "little"), 0)
+
+
+def _bits(value: int, n: int) -> np.ndarray:
+    return np.array([(int(value) >> i) & 1 for i in range(n)])
+
+
 def payload_bits(payload: int) -> np.ndarray:
+    """The BITS bits a mark carries: sync, payload, CRC."""
     if not 0 <= int(payload) < 2 ** PAYLOAD:
         raise ValueError(f"a watermark payload is {PAYLOAD} bits, got {payload}")
-    bits = np.array([(int(payload) >> i) & 1 for i in range(PAYLOAD)])
-    return np.concatenate([sync_bits(), np.tile(bits, COPIES)])
+    return np.concatenate([sync_bits(), _bits(payload, PAYLOAD), _bits(_crc(payload), CHECK)])
+
+
+def decode_payload(soft: torch.Tensor) -> int | None:
+    """The payload from the soft values of its PAYLOAD + CHECK bits (> 0: a one), or None when no
+    candidate passes the CRC: the hard decision, then the 2^CHASE - 1 others that flip any of the
+    CHASE least reliable bits, likeliest (least flipped confidence) first."""
+    soft = soft.double()
+    weak = torch.argsort(soft.abs())[:CHASE]
+    flips = torch.tensor([[(k >> j) & 1 for j in range(CHASE)] for k in range(2 ** CHASE)], dtype=torch.bool)
+    cost = (flips.double() * soft.abs()[weak]).sum(1)
+    hard = soft > 0
+    for k in torch.argsort(cost).tolist():
+        bits = hard.clone()
+        bits[weak[flips[k]]] ^= True
+        value = sum(int(b) << i for i, b in enumerate(bits[:PAYLOAD].tolist()))
+        check = sum(int(b) << i for i, b in enumerate(bits[PAYLOAD:].tolist()))
+        if _crc(value) == check:
+            return value
+    return None
 
 
 def _luma(frames: torch.Tensor) -> torch.Tensor:
@@ -158,11 +191,17 @@ def _boxes() -> list[tuple[float, float, float, float]]:
     return boxes
 
 
+def _tail(errors: int, checked: bool = False) -> float:
+    """The chance that fair coins agree with the sync up to `errors` errors (and, `checked`, that
+    a payload of fair coins passes the CRC in one of the 2^CHASE candidates tried)."""
+    sync = sum(math.comb(SYNC, k) for k in range(errors + 1)) / 2 ** SYNC
+    return sync * 2 ** CHASE / 2 ** CHECK if checked else sync
+
+
 def false_positive_rate() -> float:
-    """The chance an unmarked video is detected: the binomial tail of at most SYNC_ERRORS wrong
-    sync bits out of SYNC fair coins, times the hypotheses tried."""
-    tail = sum(math.comb(SYNC, k) for k in range(SYNC_ERRORS + 1)) / 2 ** SYNC
-    return tail * len(_boxes())
+    """The chance an unmarked video is detected, over both tests and every hypothesis tried (a
+    union bound)."""
+    return (_tail(SYNC_ERRORS) + _tail(CHECKED_ERRORS, checked=True)) * len(_boxes())
 
 
 def detect(frames: np.ndarray) -> dict:
@@ -176,14 +215,22 @@ def detect(frames: np.ndarray) -> dict:
     c = (cells @ torch.from_numpy(highpass()).T) @ torch.from_numpy(p)  # (hypotheses, BITS)
     sync = torch.from_numpy(sync_bits() * 2.0 - 1)
     errors = (torch.sign(c[:, :SYNC]) != sync).sum(1)
-    score = (c[:, :SYNC] * sync).sum(1)
-    best = int(torch.argmin(errors * 1e6 - score))
+    order = torch.argsort(errors * 1e6 - (c[:, :SYNC] * sync).sum(1)).tolist()  # likeliest hypotheses first
+    found = None
+    for h in order:
+        if int(errors[h]) > CHECKED_ERRORS:
+            break
+        payload = decode_payload(c[h, SYNC:])
+        if payload is not None:
+            found = (h, payload)
+            break
+    best = found[0] if found else order[0]
+    soft = c[best, SYNC:SYNC + PAYLOAD]
     e = int(errors[best])
-    soft = c[best, SYNC:].reshape(COPIES, PAYLOAD).sum(0)
-    bits = (soft > 0).long().tolist()
-    tail = sum(math.comb(SYNC, k) for k in range(e + 1)) / 2 ** SYNC
-    detected = e <= SYNC_ERRORS
-    return {"detected": detected, "payload": sum(b << i for i, b in enumerate(bits)) if detected else None,
-            "sync_errors": e, "p_value": min(1.0, tail * len(boxes)),
+    detected = found is not None or e <= SYNC_ERRORS
+    p = _tail(e, checked=True) if found is not None and e > SYNC_ERRORS else _tail(e)
+    return {"detected": detected, "payload": found[1] if found else None, "payload_verified": found is not None,
+            "payload_guess": sum(int(b > 0) << i for i, b in enumerate(soft.tolist())),
+            "sync_errors": e, "p_value": min(1.0, p * len(boxes)),
             "bit_confidence": round(float(soft.abs().mean() / (c[best, :SYNC].abs().mean() + 1e-9)), 3),
             "box": [round(v, 3) for v in boxes[best]]}

@@ -186,7 +186,8 @@ class Worker:
     def _canary(self, job: dict) -> None:
         from .monitor import CANARY_PROMPTS, CANARY_SEEDS, record_canary
         try:
-            videos = self.pipe.generate(list(CANARY_PROMPTS), seed=list(CANARY_SEEDS), progress=False)
+            videos = self.pipe.generate(list(CANARY_PROMPTS), seed=list(CANARY_SEEDS), progress=False,
+                                        watermark=False)  # the model's own readings
             result = record_canary(self.data, self.reader.canary(videos))
         except Exception as e:
             log.exception("canary failed")
