@@ -62,17 +62,22 @@ def test_kinema_detect_reads_both_marks_and_says_when_there_are_none(tmp_path, c
     assert main(["detect", str(tmp_path / "missing.mp4")]) == 2
 
 
+# what docs/PROVENANCE.md measures (96 clips): detected and read in >= 99% of clips, detected in >= 99%
+# (the payload read in 99%), and neither (re-encoded after a 0.5x downscale or a trim, and a crop)
+UNCLAIMED = {"downscale 0.5x + CRF 28", "crop 10%", "crop 10% + CRF 28", "first second + CRF 28"}
+DETECTED_ONLY = {"contrast +20% + CRF 28"}
+
+
 @pytest.mark.parametrize("size", [64, 128])
 def test_the_watermark_survives_each_attack_it_claims_to(size):
-    """The attacks of benchmarks/provenance.py at a small size, each alone and re-encoded at CRF 28:
-    those docs/PROVENANCE.md reports at 100% must read the payload; the others (a 10% crop, the
-    first second and a 0.5x downscale re-encoded) may miss; none may read a wrong payload."""
+    """The attacks of benchmarks/provenance.py at a small size, each alone and re-encoded at CRF 28,
+    as docs/PROVENANCE.md reports them; none may read a wrong payload."""
     from kinema.provenance import watermark as wm
     from kinema.provenance.attacks import attacks, reencode
     payload = 0x5EED0000 + size
     if size == 64:  # as the benchmark: the shipped model's own outputs at 64, procedural clips at 128
         import kinema
-        clip = kinema.load().generate("a red circle moves left", steps=4, seed=5, progress=False, watermark=False)
+        clip = kinema.load().generate("a red circle moves left", seed=5, progress=False, watermark=False)
     else:
         clip = SyntheticClips("heldout", 3, 17, size, size, 8.0)[1]
     x = wm.embed(clip.frames, payload)
@@ -80,12 +85,10 @@ def test_the_watermark_survives_each_attack_it_claims_to(size):
     for name, attack in attacks(8.0).items():
         for again in (False, True):
             y = attack(x)
-            y = reencode(y, 8.0) if again else y
-            d = wm.detect(y)
-            label = name + (" + CRF 28" if again else "")
+            d = wm.detect(reencode(y, 8.0) if again else y)
+            label = {"none": "CRF 28"}.get(name, name + " + CRF 28") if again else name
             assert d["payload"] in (None, payload), label  # never a wrong payload (the CRC)
-            claimed = not (name == "crop 10%" or (again and name in ("first second", "downscale 0.5x")))
-            if claimed and d["payload"] != payload:
+            if label not in UNCLAIMED and not (d["detected"] and (label in DETECTED_ONLY or d["payload"] == payload)):
                 missed.append(label)
     assert not missed
 
