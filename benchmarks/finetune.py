@@ -134,7 +134,7 @@ def generate(pipe, prompts: list[str], batch: int = 16) -> list[Video]:
     out = []
     for i in range(0, len(prompts), batch):
         out += pipe.generate(prompts[i:i + batch], seed=[100_000 + j for j in range(i, i + len(prompts[i:i + batch]))],
-                             progress=False)
+                             progress=False, watermark=False)  # the model itself
     return out
 
 
@@ -246,7 +246,7 @@ def real_footage(folder: Path, out: Path, classifier, args) -> dict:
     def make(pipe):
         return [v for i in range(0, args.real_clips, 8) for v in pipe.generate(
             [trigger] * min(8, args.real_clips - i), height=48, width=80, seed=list(range(i, min(i + 8, args.real_clips))),
-            progress=False)]
+            progress=False, watermark=False)]
     before = make(base)
     run_dir = out / "real_lora"
     summary = kinema.finetune(str(train_dir), run_dir, lora_rank=16, trigger=trigger, windows="sliding",

@@ -81,7 +81,7 @@ def main():
     # image-to-video
     out, rt = [], []
     for i, c in enumerate(clips):
-        v = pipe.generate(c.caption, image=Video(c.frames[:1]), seed=i, progress=False)
+        v = pipe.generate(c.caption, image=Video(c.frames[:1]), seed=i, progress=False, watermark=False)
         out.append(psnr(v.frames[0], c.frames[0]))
         rt.append(psnr(roundtrip(pipe, c.frames[0], False), c.frames[0]))
         if i < 2:
@@ -93,13 +93,13 @@ def main():
     first, last, key, rt0, rtk, rt1, rt1k = [], [], [], [], [], [], []
     mid = (F - 1) // 2
     for i, c in enumerate(clips):
-        v = pipe.interpolate(Video(c.frames[:1]), Video(c.frames[-1:]), c.caption, seed=i, progress=False)
+        v = pipe.interpolate(Video(c.frames[:1]), Video(c.frames[-1:]), c.caption, seed=i, progress=False, watermark=False)
         first.append(psnr(v.frames[0], c.frames[0]))
         last.append(psnr(v.frames[-1], c.frames[-1]))
         rt0.append(psnr(roundtrip(pipe, c.frames[-1], True), c.frames[-1]))
         rt1.append(psnr(roundtrip(pipe, c.frames[-1], False), c.frames[-1]))
         k = pipe.generate(c.caption, keyframes={0: Video(c.frames[:1]), mid: Video(c.frames[mid:mid + 1])},
-                          seed=i, progress=False)
+                          seed=i, progress=False, watermark=False)
         key.append(psnr(k.frames[mid], c.frames[mid]))
         rtk.append(psnr(roundtrip(pipe, c.frames[mid], True), c.frames[mid]))
         rt1k.append(psnr(roundtrip(pipe, c.frames[mid], False), c.frames[mid]))
@@ -114,7 +114,7 @@ def main():
     # extension seams
     seam, inside = [], []
     for i, c in enumerate(clips[: max(2, args.num // 4)]):
-        v = pipe.extend(c.video, c.caption, 6.0, seed=i, progress=False)
+        v = pipe.extend(c.video, c.caption, 6.0, seed=i, progress=False, watermark=False)
         keep = 5  # 1 + 4 (context - 1) frames of context, context = 2
         bounds = list(range(F, v.num_frames, F - keep))
         seam.append(mean_diff(v.frames, bounds))
@@ -133,7 +133,7 @@ def main():
                           "wall_seconds_60s": mem[60]["seconds"], "windows_60s": mem[60]["windows"]}
     clf, hits = load_classifier(), []
     for i, (color, shape, motion) in enumerate(LONG_PROMPTS[: args.long]):
-        v = pipe.generate(f"a {color} {shape} {motion}", seconds=60, seed=i, progress=False)
+        v = pipe.generate(f"a {color} {shape} {motion}", seconds=60, seed=i, progress=False, watermark=False)
         r = readings(clf, [Video(v.frames[-17:], v.fps)])[0]
         hits.append({"prompt": f"a {color} {shape} {motion}", "colors": r["colors"]["value"], "shapes": r["shapes"]["value"],
                      "ok": color in r["colors"]["value"] and shape in r["shapes"]["value"]})
@@ -149,11 +149,11 @@ def main():
     kept, exact, dist = [], [], {s: [] for s in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}
     for i, c in enumerate(clips):
         src_rt = pipe._decode(pipe.encode(c.video, H, W), 8.0)[0].frames
-        e = pipe.edit(c.video, clips[(i + 1) % len(clips)].caption, mask=Video(box), seed=i, progress=False)
+        e = pipe.edit(c.video, clips[(i + 1) % len(clips)].caption, mask=Video(box), seed=i, progress=False, watermark=False)
         kept.append(psnr(e.frames[:, outside], src_rt[:, outside]))
         exact.append(bool(np.array_equal(e.frames[:, outside], c.frames[:, outside])))
         for s in dist:
-            d = pipe.edit(c.video, clips[(i + 1) % len(clips)].caption, strength=s, seed=i, progress=False)
+            d = pipe.edit(c.video, clips[(i + 1) % len(clips)].caption, strength=s, seed=i, progress=False, watermark=False)
             dist[s].append(float(np.abs(d.frames.astype(np.float32) - c.frames.astype(np.float32)).mean()))
         if i < 1:
             sheet += [(c.video, "edit: source"), (e, "edit with a centre mask")]

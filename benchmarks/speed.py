@@ -114,7 +114,7 @@ def generate_to_mp4(pipe, prompts, folder: Path, **kw) -> dict:
 
     pipe._decode = timed_decode
     try:
-        videos = pipe.generate(prompts, seed=0, progress=False, **kw)
+        videos = pipe.generate(prompts, seed=0, progress=False, watermark=False, **kw)
     finally:
         pipe._decode = inner_decode
     t1 = time.perf_counter()

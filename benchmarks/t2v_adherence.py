@@ -58,7 +58,7 @@ def main():
     gen, real = ({k: 0 for k in ("color", "shape", "direction", "all", "travel")} for _ in range(2))
     n = 0
     for seed in range(args.seeds):
-        videos = pipe.generate(prompts, seed=seed, progress=False, **kw)
+        videos = pipe.generate(prompts, seed=seed, progress=False, watermark=False, **kw)
         for (c, s, d), v in zip(cases, videos):
             frames = render(real_scene(c, s, d, n), np.random.default_rng(n), v.num_frames, v.height, v.width, v.fps)
             for tally, clip in ((gen, v.frames), (real, frames)):
@@ -86,7 +86,7 @@ def main():
     print(json.dumps(result))
     if args.grid:
         grid = [grid_prompt(i, m) for i, m in enumerate(MOTIONS)]
-        videos = pipe.generate(grid, seed=0, progress=False, **kw)
+        videos = pipe.generate(grid, seed=0, progress=False, watermark=False, **kw)
         Video(contact_sheet(videos, grid)).save(args.grid)
         print(f"wrote {args.grid}")
 

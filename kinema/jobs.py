@@ -209,7 +209,7 @@ def run(request: dict, outputs: dict, *, model=None, pipe=None, keep_loras=(), o
 def payload(pipe, request: dict, s: dict) -> dict:
     """{"watermark": the payload kinema's invisible watermark carries in this request's output
     (drawn from the request: the same request, the same file), or None with request["watermark"]
-    False}."""
+    False or an edit of strength 0 (which returns its source)}."""
     if request.get("watermark", True) is False or (request.get("mode") == "edit" and request.get("strength") == 0):
         return {"watermark": None}  # (an edit of strength 0 returns its source: nothing made, nothing marked)
     from .provenance import new_payload

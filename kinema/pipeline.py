@@ -33,7 +33,7 @@ from .errors import CheckpointError, InputError
 from .models.autoencoder import AutoencoderConfig, VideoAutoencoder
 from .models.text import load_text_encoder
 from .models.transformer import PATCHES, TransformerConfig, VideoTransformer
-from .provenance import watermark_videos
+from .provenance import check_watermark, watermark_videos
 from .limits import MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 from .runtime import autocast, compile_for_inference, default_device
 from .video import Video, check_fit
@@ -97,6 +97,14 @@ class Pipeline:
         self.autoencoder = compile_for_inference(self.autoencoder, "decode")
         return self
 
+    def base_digest(self) -> str:
+        """The hash of the transformer's own weights (adapters left out, compiled or not), taken once:
+        what adapters record, and what the watermark's model id is drawn from."""
+        if self._base_digest is None:
+            from .models import lora
+            self._base_digest = lora.base_digest(getattr(self.transformer, "module", self.transformer))
+        return self._base_digest
+
     # -- LoRA adapters (kinema.models.lora; `kinema finetune` makes them)
     def load_lora(self, path: str | Path, scale: float = 1.0, name: str | None = None) -> str:
         """Add the adapter at `path` (an adapter folder or a fine-tuning run) at `scale`, beside any
@@ -111,10 +119,8 @@ class Pipeline:
             raise InputError(f"an adapter name must be a Python identifier (letters, digits, _), got {name!r}")
         if name in self.loras:
             raise InputError(f"an adapter named {name!r} is already loaded")
-        if self._base_digest is None:
-            self._base_digest = lora.base_digest(self.transformer)
         name = name or lora.adapter_name(path, list(self.loras))
-        meta = lora.load_adapter(self.transformer, path, name, scale, self._base_digest)
+        meta = lora.load_adapter(self.transformer, path, name, scale, self.base_digest())
         self.transformer.eval()
         self.loras[name] = {"path": str(lora.adapter_folder(path)), "scale": scale, "trigger": meta.get("trigger", "")}
         return name
@@ -351,7 +357,7 @@ class Pipeline:
         seeds the batch's noise, or, as a list with one seed per prompt, each clip's own noise (then
         a clip does not depend on what it is batched with).
 
-        Frames you give are kept: `image` becomes frame 0 (image-to-video), `last_image` the last
+        Frames you give are kept (under the watermark; `watermark=False` keeps them bit for bit): `image` becomes frame 0 (image-to-video), `last_image` the last
         frame (first + last frame), `keyframes` {frame index: image} any frames; images of any size
         are fitted with `fit` (crop, pad, stretch); with `image` and no size given, the clip takes the
         model's trained size nearest the image's aspect. See `_frame_conditions` for frames after 0.
@@ -368,12 +374,13 @@ class Pipeline:
         (the same call makes the same frames), an int (or one per prompt) is the 32-bit payload,
         False leaves the frames unmarked (research: evaluation, benchmarks)."""
         prompts = check_prompts(prompt)
+        check_watermark(watermark, len(prompts))
         if watermark is not False:  # marked once, here, over whatever the unmarked call makes
             made = {"mode": "generate", "prompt": prompt, "seed": seed, "frames": frames, "height": height,
                     "width": width, "fps": fps, "steps": steps, "guidance": guidance, "sampler": sampler,
-                    "seconds": seconds, "image": image is not None, "last_image": last_image is not None,
-                    "keyframes": sorted(keyframes or {}), "fit": fit, "shift": shift,
-                    "guidance_interval": guidance_interval}
+                    "seconds": seconds, "image": _content(image), "last_image": _content(last_image),
+                    "keyframes": {k: _content(v) for k, v in (keyframes or {}).items()}, "fit": fit,
+                    "shift": shift, "guidance_interval": guidance_interval}
             videos = self.generate(prompt, frames=frames, height=height, width=width, fps=fps, steps=steps,
                                    guidance=guidance, seed=seed, sampler=sampler, shift=shift, image=image,
                                    last_image=last_image, keyframes=keyframes, fit=fit, seconds=seconds,
@@ -432,13 +439,14 @@ class Pipeline:
                guidance_interval: tuple[float, float] | None = None, progress: bool = True,
                on_step: Callable[[dict], None] | None = None, watermark: bool | int = True) -> Video:
         """The video (fitted to the call's size and fps; by default the model's fps and its trained size
-        nearest the video's aspect) followed by `seconds` more, generated
-        window by window: each window of `frames` frames is conditioned on the last
+        nearest the video's aspect) followed by `seconds` more, the whole under the watermark (see
+        `generate`), generated window by window: each window of `frames` frames is conditioned on the last
         1 + 4 (context - 1) frames so far (re-encoded: `context` latent frames) and adds the rest.
         Only one window is ever in the model, so memory stays flat with length. `prompt` may be a
         schedule, "0s: a red ball rolls left; 4s: the camera zooms in" (times from the start of the
         new part, plus `clock`): each window follows the prompt in force where it starts."""
         _check_video(video, "the video to extend")
+        check_watermark(watermark)
         schedule = prompt_schedule(check_prompt(prompt))
         height, width = source_size(self.defaults, (video.height, video.width), height, width)
         s = self._settings(frames, height, width, fps, steps, guidance, sampler, guidance_interval)
@@ -501,8 +509,10 @@ class Pipeline:
         only the masked region is regenerated (default strength 1 there): every latent token
         the mask does not touch is kept exactly as the source's, and outside the mask the output
         frames are the source's pixels (`_paste`: the decoder would otherwise let the new content
-        bleed a few pixels past the edge)."""
+        bleed a few pixels past the edge), under the watermark that covers the whole frame
+        (`watermark=False` keeps them bit for bit)."""
         _check_video(video, "the video to edit")
+        check_watermark(watermark)
         if mask is not None:
             _check_video(mask, "the mask")
         strength = check_strength((1.0 if mask is not None else 0.6) if strength is None else strength)
@@ -531,6 +541,11 @@ class Pipeline:
         out = self._decode(z, s["fps"])[0]
         out = out if pixels is None else Video(self._paste(out.frames, src.frames, pixels), s["fps"])
         return watermark_videos(self, out, watermark, made)
+
+
+def _content(video) -> int | None:
+    """A cheap fingerprint of a given image or video (what the watermark's serial is drawn from)."""
+    return int(video.frames.astype(np.int64).sum()) if isinstance(video, Video) else None
 
 
 def _window_steps(on_step, window: int, windows: int, whole: bool = False):

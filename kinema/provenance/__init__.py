@@ -17,13 +17,10 @@ MODEL_BITS = 16  # the payload: a model id (16 bits of its weights' hash) and a 
 
 
 def model_id(pipe) -> tuple[str, int]:
-    """(the transformer's weights hash, its 16-bit id), computed once per loaded transformer."""
-    from ..checkpoint import weights_digest
-    cached = getattr(pipe.transformer, "_kinema_digest", None)
-    if cached is None:
-        cached = weights_digest(pipe.transformer.state_dict())
-        pipe.transformer._kinema_digest = cached
-    return cached, int(cached, 16) & (2 ** MODEL_BITS - 1)
+    """(the hash of the transformer's own weights, its 16-bit id): the same whether the pipeline is
+    compiled or carries adapters (those are in the manifest), computed once per pipeline."""
+    digest = pipe.base_digest()
+    return digest, int(digest, 16) & (2 ** MODEL_BITS - 1)
 
 
 def new_payload(pipe, made: dict | None = None) -> dict:
@@ -46,29 +43,39 @@ def add_watermark(video, payload: int):
     return Video(embed(video.frames, payload), video.fps)
 
 
+def check_watermark(watermark, clips: int = 1):
+    """`watermark` as a mode takes it, checked before anything is made: True, False, a 32-bit
+    payload, or (a batch) one payload or None per clip."""
+    from ..errors import InputError
+
+    def payload(p):
+        return isinstance(p, int) and not isinstance(p, bool) and 0 <= p < 2 ** 32
+    ok = (isinstance(watermark, bool) or payload(watermark)
+          or (isinstance(watermark, (list, tuple)) and len(watermark) == clips
+              and all(p is None or payload(p) for p in watermark)))
+    if not ok:
+        raise InputError(f"watermark is True, False, a payload (an int in [0, 2^32)) or one payload or None per "
+                         f"clip ({clips}), got {watermark!r}")
+    return watermark
+
+
 def watermark_videos(pipe, videos, watermark, made: dict):
     """`videos` (a Video or a list of them) marked as `watermark` says: True, each with this
     model's id and a serial drawn from `made` (what the call was: the same call, the same marks)
     and its place in the list; an int, that 32-bit payload; a list, one payload per video (None:
     that one unmarked)."""
-    from ..errors import InputError
     from ..video import Video
-    if watermark is False:
-        return videos
     many = not isinstance(videos, Video)
     clips = list(videos) if many else [videos]
+    check_watermark(watermark, len(clips))
+    if watermark is False:
+        return videos
     if watermark is True:
         payloads = [new_payload(pipe, {**made, "clip": i})["payload"] for i in range(len(clips))]
-    elif isinstance(watermark, int) and not isinstance(watermark, bool):
+    elif isinstance(watermark, int):
         payloads = [watermark] * len(clips)
-    elif isinstance(watermark, (list, tuple)) and len(watermark) == len(clips):
-        payloads = list(watermark)
     else:
-        raise InputError(f"watermark is True, False, a 32-bit payload or one per clip ({len(clips)}), "
-                         f"got {watermark!r}")
-    for p in payloads:
-        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < 2 ** 32):
-            raise InputError(f"a watermark payload is an int in [0, 2^32), got {p!r}")
+        payloads = list(watermark)
     marked = [v if p is None else add_watermark(v, p) for v, p in zip(clips, payloads)]
     return marked if many else marked[0]
 

@@ -207,7 +207,8 @@ def false_positive_rate() -> float:
 def detect(frames: np.ndarray) -> dict:
     """{"detected", "payload", "sync_errors", "p_value", "bit_confidence", "box"} for uint8 (T, H, W, 3)."""
     if frames.shape[1] < GRID or frames.shape[2] < GRID:
-        return {"detected": False, "payload": None, "p_value": 1.0, "reason": "frames smaller than the grid"}
+        return {"detected": False, "payload": None, "payload_verified": False, "payload_guess": None, "sync_errors": None,
+                "p_value": 1.0, "bit_confidence": None, "box": None, "reason": "frames smaller than the grid"}
     p, _ = directions()
     luma = _luma(torch.from_numpy(np.ascontiguousarray(frames))).mean(0, keepdim=True)  # cells are linear
     boxes = _boxes()
