@@ -479,7 +479,7 @@ class Pipeline:
             ctx = np.concatenate([ctx, new])[-keep:]
             made += len(new)
         made = {"mode": "extend", "prompt": prompt, "seconds": seconds, "seed": seed, **s,
-                "source": int(out.astype(np.int64).sum())}
+                "source": _content(Video(out, s["fps"]))}
         return watermark_videos(self, Video(np.concatenate(chunks), s["fps"]), watermark, made)
 
     @torch.no_grad()
@@ -526,8 +526,7 @@ class Pipeline:
         src = Video(src.frames[:n], s["fps"])
         if strength == 0.0:  # nothing made: the source as it is, unmarked
             return src
-        made = {"mode": "edit", "prompt": prompt, "strength": strength, "seed": seed, **s,
-                "source": int(src.frames.astype(np.int64).sum())}
+        made = {"mode": "edit", "prompt": prompt, "strength": strength, "seed": seed, **s, "source": _content(src)}
         z0 = self.encode(src, s["height"], s["width"])
         self._domain_of([z0])
         given = clean = pixels = None

@@ -6,14 +6,11 @@ misses some of its robustness and PSNR targets (docs/PROVENANCE.md)."""
 
 from __future__ import annotations
 
-
-
 import hashlib
 import json
-import secrets
 from pathlib import Path
 
-MODEL_BITS = 16  # the payload: a model id (16 bits of its weights' hash) and a serial (16 random bits)
+MODEL_BITS = 16  # the payload: a model id (16 bits of its weights' hash) and a serial (16 bits drawn from the request)
 
 
 def model_id(pipe) -> tuple[str, int]:
@@ -23,16 +20,13 @@ def model_id(pipe) -> tuple[str, int]:
     return digest, int(digest, 16) & (2 ** MODEL_BITS - 1)
 
 
-def new_payload(pipe, made: dict | None = None) -> dict:
-    """The watermark payload of an output: the model's id and a serial, drawn from what made it
-    (`made`: prompt, mode, seed and the call's resolved settings; the same request makes the same
-    file, marks included), or at random without it."""
+def new_payload(pipe, made: dict) -> dict:
+    """The watermark payload of an output: the model's id and a serial drawn from what made it
+    (`made`: prompt, mode, seed and the call's settings; the same request makes the same file,
+    marks included)."""
     digest, ident = model_id(pipe)
-    if made is None:
-        serial = secrets.randbelow(2 ** (32 - MODEL_BITS))
-    else:
-        text = json.dumps(made, sort_keys=True, default=str)
-        serial = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2 ** (32 - MODEL_BITS)
+    text = json.dumps(made, sort_keys=True, default=str)
+    serial = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2 ** (32 - MODEL_BITS)
     return {"weights": digest, "model_id": ident, "serial": serial, "payload": (serial << MODEL_BITS) | ident}
 
 

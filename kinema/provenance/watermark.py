@@ -6,7 +6,8 @@ over the frame (cells scale with the frame, so resizing keeps them), after a loc
 over neighbouring cells (which removes most of the picture's own large shapes). A keyed
 orthonormal set of BITS directions in that GRID^2-dimensional space carries the bits: SYNC known
 bits (how a mark is recognised), the payload, 32 bits (the model's id and a serial), and a
-24-bit CRC of it (a 16-bit one let 2 wrong payloads through in 1,728 attacked reads). A bit is the sign of the frame's projection on its direction.
+24-bit CRC of it (a 16-bit one let 2 wrong payloads through in 1,728 attacked reads). A bit is
+the sign of the frame's projection on its direction.
 
 Embedding is informed (it knows the frame): each frame's projections are pushed, by the least
 change, to the right sign with a margin MARGIN, so the picture itself never reads as a wrong bit
