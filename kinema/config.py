@@ -12,11 +12,13 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import InputError
 from .limits import MAX_BATCH_PIXELS, MAX_CLIP_TOKENS, MAX_PARAMS, MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 
 COMPONENTS = ("autoencoder", "transformer", "classifier")
+SHIPPED = Path(__file__).resolve().parent / "assets" / "default"  # the model kinema ships (pipeline.DEFAULT_MODEL)
 
 # Every numeric setting's valid range, checked where a config is made (presets, --set, a resumed
 # run's state.json, Python): (low, high, low excluded). Floats must also be finite.
@@ -60,6 +62,10 @@ class TrainConfig:
     # clips where the init model put them (in its normalised units), so a transformer trained on
     # the init model's latents still fits; the init model's latent statistics are kept too
     anchor: float = 0.0
+    # autoencoder only, with init: train the decoder alone (Stable Diffusion's ft-MSE VAE recipe): the
+    # encoder and the latent statistics stay the init model's exactly, so every transformer trained
+    # on its latents still fits, and only what latents decode to improves
+    decoder_only: bool = False
     augment: bool = False  # classifier only: random hue turns and mirroring, labels to match (classifier.augment)
     # optimisation
     batch_size: int = 8
@@ -123,7 +129,7 @@ class TrainConfig:
             if not ok_type or not (lo < value if open_lo else lo <= value) or value > hi:
                 raise InputError(f"training setting {name} must be {what} in {'(' if open_lo else '['}{lo}, {hi}], "
                                  f"got {value!r}")
-        for name in ("compile", "augment"):
+        for name in ("compile", "augment", "decoder_only"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"training setting {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("init", "shapes", "data", "trigger", "windows", "lora_targets", "sample_prompts"):
@@ -143,6 +149,12 @@ class TrainConfig:
         if self.lora_rank:
             from .models.lora import target_pattern
             target_pattern(self.lora_targets)
+        if self.decoder_only and (self.component != "autoencoder" or not self.init):
+            raise InputError("training setting decoder_only trains an autoencoder's decoder on a frozen encoder: "
+                             "it is the autoencoder's, and needs the model to start from (--init)")
+        if self.decoder_only and self.anchor > 0:
+            raise InputError("training settings decoder_only and anchor together: a frozen encoder keeps its "
+                             "latents exactly, so anchor has nothing to do (set anchor=0)")
         if self.anchor > 0 and self.component != "autoencoder":
             raise InputError("training setting anchor is the autoencoder's (it keeps the init model's latents)")
         if self.crop % SPATIAL:
@@ -315,6 +327,14 @@ PRESETS: dict[tuple[str, str], dict] = {
         component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
         data="natural:3,procedural:1", frames=9, height=48, width=48, batch_size=16, lr=1e-3, warmup_steps=50,
         max_steps=3600, ema_decay=0.999, anchor=0.1, log_every=20, sample_every=1000, checkpoint_every=500),
+    # Its decoder alone, fine-tuned at 128x128 (issue 19's second size): the encoder and the latent
+    # statistics stay general-64's exactly, so the shipped transformer needs nothing. Whole 9x128x128
+    # clips, not crops: the decoder's GroupNorms see a whole frame's statistics, as they do in use.
+    ("autoencoder", "general-128-decoder"): dict(
+        component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
+        data="natural:3,procedural:1", frames=9, height=128, width=128, batch_size=8, lr=5e-4, warmup_steps=50,
+        max_steps=2000, ema_decay=0.999, decoder_only=True, init=str(SHIPPED), log_every=20,
+        sample_every=1000, checkpoint_every=250),
     ("transformer", "tiny"): dict(
         component="transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import load_component, read_index
+from .config import SHIPPED
 from .checks import (DEFAULTS, _check_video, _derive, check_budget, check_context, check_device, check_long, check_mode,
                      check_prompt, check_prompts, check_seconds, check_seed, check_seeds, check_shift,
                      check_strength, given_frames, settings, source_size)
@@ -38,7 +39,7 @@ from .limits import MAX_PASS_FRAMES, SPATIAL, TEMPORAL
 from .runtime import autocast, compile_for_inference, default_device
 from .video import Video, check_fit
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default"  # the model kinema ships (docs/MODEL_CARD.md)
+DEFAULT_MODEL = SHIPPED  # the model kinema ships (docs/MODEL_CARD.md)
 MAX_EDIT_FRAMES = MAX_PASS_FRAMES  # frames edited in one pass
 
 

@@ -87,6 +87,12 @@ class AutoencoderTask(Task):
                                  f"lacks parts of this one: anchor only to a model of the same sizes")
             self.teacher.requires_grad_(False).eval().to(device)
 
+    def prepare(self, model):
+        if self.cfg.decoder_only:  # the encoder (and with it the latent statistics) stays the init model's
+            for part in (model.encoder, model.enc_out, model.to_moments):
+                part.requires_grad_(False)
+        return model
+
     def batch(self, step: int, rank: int, world: int):
         video, _, clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)
         x = random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
@@ -118,7 +124,7 @@ class AutoencoderTask(Task):
         if self.teacher is not None:  # anchored to the init model's latents: its statistics too
             model.latent_mean.copy_(self.teacher.latent_mean)
             model.latent_std.copy_(self.teacher.latent_std)
-        else:
+        elif not self.cfg.decoder_only:  # (a frozen encoder keeps the init model's statistics as loaded)
             x = torch.stack([self.data.clip(self.shape, 10_000_000 + i).video.to_tensor() for i in range(16)])
             model.set_latent_stats(model.encode(x.to(self.device), normalize=False))
         return {"autoencoder": (model, model.config.to_dict())}

@@ -349,3 +349,35 @@ def test_an_anchored_autoencoder_keeps_the_init_models_latents(tmp_path):
     with pytest.raises(InputError, match="--init"):
         train("autoencoder", preset("autoencoder", "tiny").override(["anchor=1"]), tmp_path / "x", max_steps=1,
               progress=False)
+
+
+def test_a_decoder_only_fine_tune_keeps_the_encoder_and_its_latents_exactly(tmp_path):
+    """decoder_only=true (with init) trains the decoder alone: the encoder's weights and the latent
+    statistics stay the init model's bit for bit (so a transformer trained on its latents still
+    fits), the decoder learns the new data, and a stop + resume continues the same run."""
+    base = tmp_path / "base"
+    train("autoencoder", preset("autoencoder", "tiny"), base, max_steps=10, progress=False)
+    cfg = preset("autoencoder", "tiny").override([f"init={base}", "data=natural", "decoder_only=true",
+                                                  "lr=1e-2", "warmup_steps=0", "checkpoint_every=6"])
+    train("autoencoder", cfg, tmp_path / "dec", max_steps=12, progress=False)
+    ref, dec = load_autoencoder(base), load_autoencoder(tmp_path / "dec")
+    own, new = ref.state_dict(), dec.state_dict()
+    enc = [k for k in own if k.split(".")[0] in ("encoder", "enc_out", "to_moments", "latent_mean", "latent_std")]
+    assert enc and all(torch.equal(own[k], new[k]) for k in enc)
+    changed = [k for k in own if k.split(".")[0] in ("decoder", "to_rgb") and not torch.equal(own[k], new[k])]
+    assert changed
+    from kinema.data.natural import NaturalClips
+    nat = NaturalClips(seed=5)
+    x = torch.stack([nat.clip((5, 16, 16), i).video.to_tensor() for i in range(8)])
+    with torch.no_grad():
+        err = {name: float((m.decode(m.encode(x)) - x).pow(2).mean()) for name, m in (("ref", ref), ("dec", dec))}
+    assert err["dec"] < err["ref"], err  # the decoder learned natural clips it was not shown
+    # stopped at step 6 and resumed: the same model as the uninterrupted run
+    train("autoencoder", cfg, tmp_path / "half", max_steps=6, progress=False)
+    train("autoencoder", None, tmp_path / "half", max_steps=12, resume=True, progress=False)
+    half = load_autoencoder(tmp_path / "half").state_dict()
+    assert all(torch.allclose(half[k], new[k], atol=1e-6) for k in new)
+    with pytest.raises(InputError, match="--init"):
+        preset("autoencoder", "tiny").override(["decoder_only=true"])
+    with pytest.raises(InputError, match="anchor"):
+        preset("autoencoder", "tiny").override([f"init={base}", "decoder_only=true", "anchor=1"])
