@@ -81,11 +81,9 @@ class TextEncoder(nn.Module):
                 except UnicodeEncodeError:
                     raise InputError(f"prompt {p!r:.80} is not valid UTF-8 text") from None
         new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        if new:
-            with torch.inference_mode():
-                states = self._encode(new)
-            for p, s in zip(new, states):
-                self._cache[p] = s.float()
+        with torch.inference_mode():  # one prompt at a time: its states must not depend on the batch it came
+            for p in new:             # in (padding changes the matmul shapes, and with them the rounding)
+                self._cache[p] = self._encode([p])[0].float()
         for p in prompts:
             self._cache.move_to_end(p)
         per_prompt = [self._cache[p] for p in prompts]  # before evicting: a batch may exceed the cache
