@@ -57,13 +57,18 @@ def test_cache_avoids_recomputing(encoder):
     try:
         encoder.clear_cache()
         s1, m1 = encoder.encode(["a green star rotates", "a ring grows"])
-        assert len(calls) == 1  # new prompts are encoded in one batch
+        assert len(calls) == 2  # each new prompt alone (its states must not depend on its batch)
         s2, m2 = encoder.encode(["a ring grows", "a green star rotates", "a ring grows"])
-        assert len(calls) == 1  # all cached
+        assert len(calls) == 2  # all cached
         assert torch.equal(s2[0, : m1[1].sum()], s1[1, : m1[1].sum()]) and torch.equal(s2[2], s2[0])
         assert torch.equal(s2[1], s1[0]) and torch.equal(m2[1], m1[0])
         encoder.encode(["a ring grows", "something new"])
-        assert len(calls) == 2
+        assert len(calls) == 3
+        encoder.clear_cache()  # a prompt's states are the same whatever batch it is first encoded in
+        alone = encoder.encode(["a ring grows"])[0][0]
+        encoder.clear_cache()
+        states, mask = encoder.encode(["a small cyan triangle bounces around on a textured background", "a ring grows"])
+        assert torch.equal(states[1, : mask[1].sum()], alone)
     finally:
         handle.remove()
 
