@@ -262,6 +262,17 @@ def test_shape_buckets_take_turns_and_cache_each_shape(tmp_path, ae_run):
     assert shapes == [(2, 2, 2), (3, 2, 3), (2, 2, 2), (3, 2, 3)]
 
 
+def test_autoencoder_shape_buckets_take_turns():
+    """The autoencoder trains on its shape buckets in turn (e.g. whole 64x64 and 128x128 clips)."""
+    from kinema.tasks import AutoencoderTask
+    from kinema.data.source import Mixture, ProceduralSource
+    cfg = preset("autoencoder", "tiny").override(["shapes=5x16x16,9x24x32"])
+    task = AutoencoderTask(cfg, Mixture([(ProceduralSource(0), 1.0)]), torch.device("cpu"))
+    assert [tuple(task.batch(s, 0, 1)[0].shape[2:]) for s in range(3)] == [(5, 16, 16), (9, 24, 32), (5, 16, 16)]
+    with pytest.raises(InputError, match="shapes"):
+        preset("autoencoder", "tiny").override(["shapes=5x12x16"])
+
+
 @pytest.mark.parametrize("shapes", ["16x16", "6x16x16", "5x12x16", "5x16xabc"])
 def test_bad_shape_buckets_are_refused(shapes, ae_run, tmp_path):
     with pytest.raises(InputError, match="shapes"):
