@@ -54,7 +54,7 @@ class TrainConfig:
     height: int = 64
     width: int = 64
     fps: float = 8.0
-    # transformer only: "FRAMESxHEIGHTxWIDTH,..." shape buckets (e.g. "17x64x64,17x48x80,33x64x64");
+    # transformer and autoencoder: "FRAMESxHEIGHTxWIDTH,..." shape buckets (e.g. "17x64x64,17x48x80,33x64x64");
     # step s trains on bucket s mod n, so every batch has one shape; "" = frames x height x width
     shapes: str = ""
     data_seed: int = 0
@@ -338,14 +338,15 @@ PRESETS: dict[tuple[str, str], dict] = {
         component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
         data="natural:3,procedural:1", frames=9, height=48, width=48, batch_size=16, lr=1e-3, warmup_steps=50,
         max_steps=3600, ema_decay=0.999, anchor=0.1, log_every=20, sample_every=1000, checkpoint_every=500),
-    # Its decoder alone, fine-tuned at 128x128 (issue 19's second size): the encoder and the latent
-    # statistics stay general-64's exactly, so the shipped transformer needs nothing. Whole 9x128x128
-    # clips, not crops: the decoder's GroupNorms see a whole frame's statistics, as they do in use.
-    ("autoencoder", "general-128-decoder"): dict(
+    # Its decoder alone (issue 19: real footage at 128x128, procedural clips as the transformer sees
+    # them): the encoder and the latent statistics stay general-64's exactly, so the shipped
+    # transformer needs nothing. Whole clips at two sizes in turn, not crops: the decoder's
+    # GroupNorms see a whole frame's statistics, as they do in use.
+    ("autoencoder", "general-decoder"): dict(
         component="autoencoder", model={"latent_channels": 16, "base_channels": 16, "channel_mult": [1, 2, 4, 8]},
-        data="natural:3,procedural:1", frames=9, height=128, width=128, batch_size=8, lr=5e-4, warmup_steps=50,
-        max_steps=2000, ema_decay=0.999, decoder_only=True, init=str(SHIPPED), log_every=20,
-        sample_every=1000, checkpoint_every=250),
+        data="natural:1,procedural:1", frames=9, height=64, width=64, shapes="9x64x64,9x128x128", batch_size=8,
+        lr=5e-4, warmup_steps=50, max_steps=2000, ema_decay=0.999, decoder_only=True, init=str(SHIPPED),
+        log_every=20, sample_every=1000, checkpoint_every=250),
     ("transformer", "tiny"): dict(
         component="transformer", model={"latent_channels": 8, "patch": 1, "dim": 32, "depth": 2, "heads": 2, "freq_dim": 32},
         frames=5, height=16, width=16, batch_size=4, lr=2e-3, warmup_steps=5, max_steps=50,

@@ -72,6 +72,7 @@ class AutoencoderTask(Task):
     def __init__(self, cfg: TrainConfig, data: Mixture, device: torch.device, **_):
         self.cfg, self.data, self.device = cfg, data, device
         self.shape = (cfg.frames, cfg.height, cfg.width)
+        self.shapes = parse_shapes(cfg.shapes, self.shape, SPATIAL)  # step s trains on shapes[s mod n]
         self.model = VideoAutoencoder(AutoencoderConfig.from_dict(cfg.model))
         held = SyntheticClips("heldout", cfg.data_seed, cfg.frames, cfg.height, cfg.width, cfg.fps)
         self.heldout = torch.stack([held[i].video.to_tensor() for i in range(4)])
@@ -94,7 +95,8 @@ class AutoencoderTask(Task):
         return model
 
     def batch(self, step: int, rank: int, world: int):
-        video, _, clips = _clip_batch(self.data, self.shape, step, rank, world, self.cfg.batch_size)
+        shape = self.shapes[step % len(self.shapes)]
+        video, _, clips = _clip_batch(self.data, shape, step, rank, world, self.cfg.batch_size)
         x = random_crops(video, self.cfg.crop, seed=(self.cfg.seed * 1_000_003 + step) * 64 + rank).to(self.device)
         procedural = torch.tensor(["objects" in c.attributes for c in clips], device=self.device)
         return x, procedural

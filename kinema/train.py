@@ -233,7 +233,7 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
     main = rank == 0
     torch.manual_seed(cfg.seed)
     shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), cfg.stride()) \
-        if component == "transformer" else [(cfg.frames, cfg.height, cfg.width)]
+        if component != "classifier" else [(cfg.frames, cfg.height, cfg.width)]
     data = open_sources(cfg.data, seed=cfg.data_seed, fps=cfg.fps, shapes=shapes, trigger=cfg.trigger,
                         windows=cfg.windows, progress=main and progress)
     task = TASKS[component](cfg, data, device, autoencoder=autoencoder, cache=cache, progress=main and progress)
