@@ -233,6 +233,9 @@ def export_model(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.fl
             state = (weights or {}).get(name)
             if state is None:
                 state = read_weights(src / name / "model.safetensors")
+            if name == "transformer" and config.get("align_dim"):  # REPA's projector: for training only
+                state = {k: v for k, v in state.items() if not k.startswith("align.")}
+                config = {**config, "align_dim": 0}
             (tmp / name).mkdir()
             _write_json(tmp / name / "config.json", config)
             write_weights(tmp / name / "model.safetensors",

@@ -33,7 +33,8 @@ RANGES: dict[str, tuple] = {
     "sample_steps": (1, 1000, False), "sample_guidance": (0, 30, False), "log_every": (1, 10**9, False),
     "sample_every": (1, 10**9, False), "checkpoint_every": (1, 10**9, False),
     "checkpoint_minutes": (0, 10**6, True), "lora_rank": (0, 1024, False), "lora_alpha": (0, 10**6, False),
-    "prior": (0, 0.9, False), "prior_clips": (1, 100_000, False),
+    "prior": (0, 0.9, False), "prior_clips": (1, 100_000, False), "repa": (0, 100, False),
+    "repa_depth": (1, 256, False),
 }
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -85,6 +86,10 @@ class TrainConfig:
     latent_cache: int = 0  # >0: encode this many clips once and train on their cached latents
     per_frame_t: float = 0.0  # fraction of samples whose latent frames get independent noise levels
     motion_weight: float = 0.0  # >0: weight the loss towards positions that change over time (flow.motion_weight)
+    # REPA (kinema.repa): weight of the alignment of the tokens after `repa_depth` blocks to the frozen
+    # classifier's features of the clean clip (0 = off); procedural data, the projector is dropped on export
+    repa: float = 0.0
+    repa_depth: int = 2
     # {mode: weight}: condition masks drawn per sample (diffusion.masks: image, extend, interpolate,
     # keyframes, inpaint, text); empty = text-to-video only. --set condition_masks.image=0.2
     condition_masks: dict = field(default_factory=dict)
@@ -155,6 +160,9 @@ class TrainConfig:
         if self.decoder_only and self.anchor > 0:
             raise InputError("training settings decoder_only and anchor together: a frozen encoder keeps its "
                              "latents exactly, so anchor has nothing to do (set anchor=0)")
+        if self.repa > 0 and (self.component != "transformer" or self.lora_rank):
+            raise InputError("training setting repa aligns a transformer's tokens while all its weights train "
+                             "(kinema train transformer, not a LoRA)")
         if self.anchor > 0 and self.component != "autoencoder":
             raise InputError("training setting anchor is the autoencoder's (it keeps the init model's latents)")
         if self.crop % SPATIAL:
@@ -170,7 +178,10 @@ class TrainConfig:
                                  f"{'in [0, 1)' if name == 'betas' else 'LO, HI with 0 <= LO <= HI <= 1'}, got {pair}")
         from .diffusion.masks import check_weights
         check_weights(self.condition_masks)
-        self.model_config()
+        model = self.model_config()
+        if self.repa > 0 and self.repa_depth > model.depth:
+            raise InputError(f"training setting repa_depth ({self.repa_depth}) must be at most the transformer's "
+                             f"depth ({model.depth}): it is the block whose tokens are aligned")
         shapes = parse_shapes(self.shapes, (self.frames, self.height, self.width), self.stride())
         side = (self.crop, self.crop) if self.component == "autoencoder" and self.crop else None
         pixels = max(self.batch_size * f * (side or (h, w))[0] * (side or (h, w))[1] for f, h, w in shapes)

@@ -174,8 +174,15 @@ class TransformerTask(Task):
         self.cfg, self.data, self.device = cfg, data, device
         self.ae = load_autoencoder(autoencoder).to(device).eval().requires_grad_(False)
         self.text = load_text_encoder("minilm").to(device)
-        model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels})
+        self.align = None  # REPA's frozen target encoder (kinema.repa), when cfg.repa > 0
+        if cfg.repa > 0:
+            from .repa import Targets
+            self.align = Targets(device=device)
+        model_cfg = TransformerConfig.from_dict({**cfg.model, "latent_channels": self.ae.config.latent_channels,
+                                                 **({"align_dim": self.align.dim, "align_depth": cfg.repa_depth}
+                                                    if self.align else {})})
         self.model = VideoTransformer(model_cfg)
+        self.aligned = {}  # shape -> cached REPA targets of the latent cache's clips
         masks.check_weights(cfg.condition_masks)
         self.shapes = parse_shapes(cfg.shapes, (cfg.frames, cfg.height, cfg.width), SPATIAL * model_cfg.patch)
         # one clip stream per shape, the k-th read from position k * 10^7 on so the shapes show other scenes
@@ -199,6 +206,9 @@ class TransformerTask(Task):
         if self.prior_n and not self.finite:
             raise InputError("training setting prior mixes the base model's data into fine-tuning on a folder of "
                              "footage; this run's data is procedural already")
+        if self.align is not None and self.finite:
+            raise InputError("training setting repa needs kinema's procedural (or natural) data, whose clips the "
+                             "classifier's features describe; a folder of footage trains without it")
         if cfg.prior > 0 and cfg.batch_size < 2:
             raise InputError(f"training setting prior={cfg.prior} needs a batch of at least 2 clips")
         self.prior = {}
@@ -326,7 +336,9 @@ class TransformerTask(Task):
         if shape not in self.cache:
             video, captions, _ = _clip_batch(self.data, shape, step, rank, world, size, self.offsets[shape])
             with torch.no_grad(), autocast(self.device):
-                return self.ae.encode(video.to(self.device)).float(), captions
+                video = video.to(self.device)
+                targets = self.align(video, self.model.config.patch) if self.align else None
+                return self.ae.encode(video).float(), captions, targets
         latents, captions = self.cache[shape]
         own = size - self.prior_n
         first = (nth * world + rank) * own
@@ -337,7 +349,8 @@ class TransformerTask(Task):
             first = (nth * world + rank) * self.prior_n
             pi = [self._shuffled(shape, p, len(caps), salt=1) for p in range(first, first + self.prior_n)]
             x, text = torch.cat([x, z[pi].float()]), text + [caps[i] for i in pi]
-        return x.to(self.device), text
+        targets = self.aligned[shape][idx].to(self.device) if self.align else None
+        return x.to(self.device), text, targets
 
     def _deck_at(self, step: int) -> tuple[Shape, int]:
         """The shape of batch `step` (finite data) and how many batches of it came before."""
@@ -347,25 +360,35 @@ class TransformerTask(Task):
 
     def _latent_cache(self, folder: Path, n: int, shape: tuple[int, int, int]):
         (frames, height, width), first = shape, self.offsets[shape]
+        patch = self.model.config.patch
         key = {"n": n, "data": self.data.identity(), "frames": frames, "height": height,
                "width": width, "fps": self.cfg.fps,
-               "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {})}
+               "autoencoder": _weights_digest(self.ae), **({"first": first} if first else {}),
+               **({"align": self.align.digest(), "patch": patch} if self.align else {})}
         meta_path, data_path = folder / "latents.json", folder / "latents.safetensors"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() and data_path.is_file() else {}
         if meta.get("key") == key:
-            return load_file(str(data_path))["latents"], meta["captions"]
+            stored = load_file(str(data_path))
+            if self.align:
+                self.aligned[shape] = stored["align"]
+            return stored["latents"], meta["captions"]
         folder.mkdir(parents=True, exist_ok=True)
-        latents, captions = [], []
+        latents, captions, aligned = [], [], []
         for start in tqdm(range(0, n, 32), desc=f"encoding latent cache {shape_name(shape)}", unit="batch",
                           disable=not self.progress):
             clips = [self.data.clip(shape, first + i) for i in range(start, min(n, start + 32))]
             x = torch.stack([c.video.to_tensor() for c in clips]).to(self.device)
             with torch.no_grad(), autocast(self.device):
                 latents.append(self.ae.encode(x).half().cpu())
+                if self.align:
+                    aligned.append(self.align(x, patch).cpu())
             captions += [c.caption for c in clips]
         latents = torch.cat(latents)
+        stored = {"latents": latents}
+        if self.align:
+            self.aligned[shape] = stored["align"] = torch.cat(aligned)
         with atomic_path(data_path) as tmp:
-            save_file({"latents": latents}, str(tmp))
+            save_file(stored, str(tmp))
         with atomic_path(meta_path) as tmp:
             tmp.write_text(json.dumps({"key": key, "captions": captions}))
         return latents, captions
@@ -381,7 +404,7 @@ class TransformerTask(Task):
         return int(self._perm[key][1][k])
 
     def loss(self, model, batch, gen):
-        x0, captions = batch
+        x0, captions, targets = batch
         states, mask = self.text.encode(drop_captions(captions, self.cfg.caption_dropout, gen))
         B, _, T, H, W = x0.shape
         tokens = T * H * W // self.model.config.patch ** 2
@@ -402,9 +425,13 @@ class TransformerTask(Task):
             clean = masks.sample_masks(B, T, H // p, W // p, weights, gen)[0].to(x0.device)
             given = masks.to_latent(clean, p)
             x_t, generated = torch.where(given[:, None], x0, x_t), ~given
-        pred = model(x_t, t, states, mask, clean)
         weight = motion_weight(x0, self.cfg.motion_weight) if self.cfg.motion_weight > 0 and T > 1 else None
-        return flow_loss(pred, x0, noise, loss_mask=generated, weight=weight), {}
+        if targets is None:
+            return flow_loss(model(x_t, t, states, mask, clean), x0, noise, loss_mask=generated, weight=weight), {}
+        from . import repa
+        pred, projected = model(x_t, t, states, mask, clean, align=True)
+        flow, align = flow_loss(pred, x0, noise, loss_mask=generated, weight=weight), repa.loss(projected, targets)
+        return flow + self.cfg.repa * align, {"flow": float(flow.detach()), "repa": float(align.detach())}
 
     @torch.no_grad()
     def sample(self, model, path: Path) -> None:

@@ -389,7 +389,7 @@ def test_prior_preservation_mixes_the_base_data_into_every_batch(tmp_path, foota
     task.after_resume(tmp_path / "run")
     assert task.prior_n == 2 and len(list((tmp_path / "cache" / "prior").rglob("*.safetensors"))) == 6
     for step in range(3):
-        x, captions = task.batch(step, 0, 1)
+        x, captions, _ = task.batch(step, 0, 1)
         assert x.shape[0] == 4 and all(c.startswith("sks") for c in captions[:2])
         assert not any("sks" in c for c in captions[2:]) and all(c in task.prior[(5, 16, 16)][1] for c in captions[2:])
     again = TransformerTask(cfg.override(["shapes=5x16x16"]), data, torch.device("cpu"), autoencoder=base,

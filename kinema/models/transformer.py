@@ -50,6 +50,10 @@ class TransformerConfig:
     freq_dim: int = 256  # sinusoidal timestep features
     rope_theta: float = 10000.0
     pool_text: bool = True  # add the masked mean of the text tokens to every frame's c
+    # REPA (Yu et al. 2024), training only: a projector of the tokens after `align_depth` blocks to
+    # `align_dim` features of a frozen encoder (kinema.repa); 0 = none. Export drops it.
+    align_dim: int = 0
+    align_depth: int = 2
 
     def __post_init__(self):
         o = "transformer"
@@ -64,6 +68,8 @@ class TransformerConfig:
         whole(o, "freq_dim", self.freq_dim, 2, 16384)
         real(o, "rope_theta", self.rope_theta, 1, 1e9, open_lo=True)
         flag(o, "pool_text", self.pool_text)
+        whole(o, "align_dim", self.align_dim, 0, 16384)
+        whole(o, "align_depth", self.align_depth, 1, self.depth)
         head_dim = self.dim // self.heads
         if self.dim % self.heads or head_dim % 2 or head_dim < 6:
             raise InputError(f"transformer dim {self.dim} / heads {self.heads} must give an even head dim >= 6 "
@@ -241,6 +247,8 @@ class VideoTransformer(nn.Module):
         self.final = nn.Linear(c.dim, patch_dim)
         self.gradient_checkpointing = False  # recompute blocks in backward to save activation memory
         self._init_weights()
+        self.align = nn.Sequential(nn.Linear(c.dim, 2 * c.dim), nn.SiLU(), nn.Linear(2 * c.dim, 2 * c.dim), nn.SiLU(),
+                                   nn.Linear(2 * c.dim, c.align_dim)) if c.align_dim else None
 
     def _init_weights(self):
         for m in self.modules():
@@ -277,12 +285,13 @@ class VideoTransformer(nn.Module):
                            gate=has_text.to(text.dtype).view(B, 1, 1, 1), pooled=pooled)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | TextContext,
-                text_mask: torch.Tensor | None = None, clean: torch.Tensor | None = None):
+                text_mask: torch.Tensor | None = None, clean: torch.Tensor | None = None, align: bool = False):
         """Velocity eps - x0, shaped like x (B, C, T, H, W), at per-frame timesteps t (B, T) in [0, 1],
         given text states (B, L, text_dim) and text_mask (B, L) bool, True = real token (None: all real),
         or their `text_context` (samplers compute it once per video).
         `clean` (B, T, H / patch, W / patch) bool marks condition tokens (kinema.diffusion.masks):
-        their timestep is 0 whatever their frame's t."""
+        their timestep is 0 whatever their frame's t. `align` (a model with a REPA projector): also
+        return the projected tokens after `align_depth` blocks, (B, T, H / patch * W / patch, align_dim)."""
         cfg, p = self.config, self.config.patch
         ctx = text if isinstance(text, TextContext) else self.text_context(text, text_mask)
         B, T, H, W = self._check(x, t, ctx, clean)
@@ -298,14 +307,20 @@ class VideoTransformer(nn.Module):
             c, c_clean, clean = c[:, :T], c[:, T:], clean.reshape(B, T, -1, 1).to(c.device)
         rope = rope_angles(grid_positions(T, H // p, W // p, device=x.device), cfg.dim // cfg.heads, cfg.rope_theta)
 
-        for block, kv in zip(self.blocks, ctx.kv):
+        if align and self.align is None:
+            raise InputError("this transformer has no REPA projector (config align_dim is 0)")
+        aligned = None
+        for i, (block, kv) in enumerate(zip(self.blocks, ctx.kv)):
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 h = checkpoint(block, h, c, rope, kv, ctx.mask, ctx.gate, c_clean, clean, use_reentrant=False)
             else:
                 h = block(h, c, rope, kv, ctx.mask, ctx.gate, c_clean, clean)
+            if align and i + 1 == cfg.align_depth:
+                aligned = self.align(h)
         shift, scale = modulation(self.final_ada, c, c_clean, clean).chunk(2, -1)
         out = self.final(self.final_norm(h) * (1 + scale) + shift)
-        return rearrange(out, "b t (h w) (p q c) -> b c t (h p) (w q)", h=H // p, p=p, q=p)
+        out = rearrange(out, "b t (h w) (p q c) -> b c t (h p) (w q)", h=H // p, p=p, q=p)
+        return (out, aligned) if align else out
 
     def _check(self, x, t, ctx: TextContext, clean=None) -> tuple[int, int, int, int]:
         cfg, p = self.config, self.config.patch
