@@ -34,7 +34,7 @@ RANGES: dict[str, tuple] = {
     "sample_every": (1, 10**9, False), "checkpoint_every": (1, 10**9, False),
     "checkpoint_minutes": (0, 10**6, True), "lora_rank": (0, 1024, False), "lora_alpha": (0, 10**6, False),
     "prior": (0, 0.9, False), "prior_clips": (1, 100_000, False), "repa": (0, 100, False),
-    "repa_depth": (1, 256, False),
+    "repa_depth": (1, 256, False), "snapshot_every": (0, 10**9, False),
 }
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
@@ -115,6 +115,9 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 200
     checkpoint_minutes: float = 10.0
+    # >0: every this many steps also keep a lean float16 copy of the model in out/snapshots/step_N/
+    # (kinema export's), with the training seconds so far: learning curves (benchmarks/learning_curve.py)
+    snapshot_every: int = 0
 
     def __post_init__(self):
         self.check()

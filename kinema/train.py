@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -295,6 +296,19 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
                                  f"kept in {model_dir}") from e
         last_ckpt, last_good = time.monotonic(), step
 
+    def snapshot():
+        """A lean copy of the checkpoint just written, for learning curves; one a kill cut short is made again."""
+        folder = out / "snapshots" / f"step_{step:06d}"
+        index = read_index(model_dir) if main else {}
+        if main and index.get("components") and "lora" not in index and not (folder / "model_index.json").is_file():
+            from .checkpoint import export_model
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            export_model(model_dir, folder, note={"snapshot": {"step": step, "train_seconds": round(
+                read_state_meta(model_dir / "train_state")["elapsed_s"], 1)}})
+
+    if cfg.snapshot_every and step and step % cfg.snapshot_every == 0:
+        snapshot()  # resumed at a snapshot step: the copy may be missing
     if changed and main and progress:
         print(f"resuming {out} with changed settings: "
               + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()), file=sys.stderr)
@@ -335,8 +349,11 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
         if main and step % cfg.sample_every == 0:
             with ema.applied_to(model), torch.no_grad():
                 task.sample(model, out / "samples" / f"step_{step:06d}.png")
-        if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
+        snap = cfg.snapshot_every and step % cfg.snapshot_every == 0
+        if snap or step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
             checkpoint()
+        if snap:
+            snapshot()
     bar.close()
     if last_good != step or not (model_dir / "train_state").is_dir():
         checkpoint()

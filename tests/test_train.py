@@ -392,3 +392,25 @@ def test_a_decoder_only_fine_tune_keeps_the_encoder_and_its_latents_exactly(tmp_
         preset("autoencoder", "tiny").override(["decoder_only=true"])
     with pytest.raises(InputError, match="anchor"):
         preset("autoencoder", "tiny").override([f"init={base}", "decoder_only=true", "anchor=1"])
+
+
+def test_snapshots_keep_lean_copies_for_learning_curves(tmp_path, ae_run):
+    """snapshot_every=N keeps out/snapshots/step_N/: the EMA model at that step (as kinema export
+    writes it) with its training seconds; one missing after a stop is made again on resume."""
+    from kinema.checkpoint import read_index
+    cfg = preset("transformer", "tiny").override(["snapshot_every=4", "checkpoint_every=1000"])
+    out = tmp_path / "run"
+    train("transformer", cfg, out, max_steps=8, autoencoder=ae_run, progress=False)
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step_000004", "step_000008"]
+    final = load_file(str(out / "model" / "transformer" / "model.safetensors"))
+    last = load_file(str(out / "snapshots" / "step_000008" / "transformer" / "model.safetensors"))
+    assert all(last[k].dtype == torch.float16 and torch.allclose(last[k].float(), final[k], atol=1e-2) for k in final)
+    early = load_file(str(out / "snapshots" / "step_000004" / "transformer" / "model.safetensors"))
+    assert any(not torch.equal(early[k], last[k]) for k in last)  # another model: the one of step 4
+    info = read_index(out / "snapshots" / "step_000004")["snapshot"]
+    assert info["step"] == 4 and info["train_seconds"] > 0
+    shutil.rmtree(out / "snapshots" / "step_000008")  # e.g. killed while it was written
+    train("transformer", None, out, max_steps=8, resume=True, autoencoder=ae_run, progress=False)
+    assert (out / "snapshots" / "step_000008" / "model_index.json").is_file()
+    assert load(out / "snapshots" / "step_000004") is not None
