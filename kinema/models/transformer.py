@@ -69,7 +69,7 @@ class TransformerConfig:
         real(o, "rope_theta", self.rope_theta, 1, 1e9, open_lo=True)
         flag(o, "pool_text", self.pool_text)
         whole(o, "align_dim", self.align_dim, 0, 16384)
-        whole(o, "align_depth", self.align_depth, 1, self.depth)
+        whole(o, "align_depth", self.align_depth, 1, self.depth if self.align_dim else 256)  # only read with a projector
         head_dim = self.dim // self.heads
         if self.dim % self.heads or head_dim % 2 or head_dim < 6:
             raise InputError(f"transformer dim {self.dim} / heads {self.heads} must give an even head dim >= 6 "
