@@ -37,8 +37,9 @@ class Targets:
     def __call__(self, video: torch.Tensor, patch: int) -> torch.Tensor:
         """Clips (B, 3, F, H, W) in [-1, 1] -> (B, T_lat, (H / s) * (W / s), dim) float16, s = 8 x patch."""
         h, _ = self.model._trunk(video)
-        cells = self.model.cell_norm(rearrange(h, "b c t y x -> b t y x c")) if self.model.cell_norm is not None \
-            else F.layer_norm(rearrange(h, "b c t y x -> b t y x c"), (h.shape[1],))
+        cells = rearrange(h, "b c t y x -> b t y x c")
+        norm = self.model.cell_norm  # what the object queries read; a pooled-readout classifier has none
+        cells = norm(cells) if norm is not None else F.layer_norm(cells, (cells.shape[-1],))
         first, rest = cells[:, :1], cells[:, 1:]  # latent frame 0 is frame 0; then 4 frames each
         if rest.shape[1]:
             rest = rearrange(rest, "b (t k) y x c -> b t k y x c", k=TEMPORAL).mean(2)

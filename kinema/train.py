@@ -305,7 +305,7 @@ def _train(component: str, cfg: TrainConfig | None, out: Path, *, max_steps: int
             shutil.rmtree(folder, ignore_errors=True)
             folder.parent.mkdir(parents=True, exist_ok=True)
             export_model(model_dir, folder, note={"snapshot": {"step": step, "train_seconds": round(
-                read_state_meta(model_dir / "train_state")["elapsed_s"], 1)}})
+                elapsed + time.monotonic() - t_start, 1)}})
 
     if cfg.snapshot_every and step and step % cfg.snapshot_every == 0:
         snapshot()  # resumed at a snapshot step: the copy may be missing
